@@ -1,0 +1,3 @@
+"""etl: a corpus builder for personal voice models."""
+
+__version__ = "0.1.0"

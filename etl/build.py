@@ -1,0 +1,486 @@
+"""`etl build`: the one path from landed messages to a hashed dataset version.
+
+    raw_messages ─► normalise ─► strip quotes ─► drop meta ─► redact      (per message)
+                ─► turns ─► examples ─► short replies ─► dedup ─► trajectory ─► splits
+                ─► chatml/ dpo/ [sharegpt/] + manifest.json + SHA256SUMS + README.md
+
+Every transform is a pure function on a Polars frame that marks what it drops with
+a `drop_reason`; this module runs them in order, counts, and records the drops.
+Same warehouse + same config ⇒ byte-identical files: nothing here reads the clock
+or depends on row order it did not set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+
+from etl import __version__
+from etl.config import Config
+from etl.errors import EtlError, VersionExists
+from etl.schemas import BUILD_DROPS, BUILD_EXAMPLES, BUILDS, SCHEMA_VERSION
+from etl.schemas.records import canonical_json, chat_record, dpo_record, flatten_prompt, prompt_key
+from etl.transforms import conversations
+from etl.transforms.dedup import DedupConfig, deduplicate
+from etl.transforms.redact import redact_secrets
+from etl.transforms.text import drop_meta_messages, normalise_text, strip_quotes_and_signatures
+from etl.transforms.trajectory import TRAJECTORY_VERSION, add_trajectory, trajectory_tag
+from etl.versions import dataset_sha256, sha256_file, write_manifest_and_sums
+from etl.warehouse import insert_frame, open_warehouse, transaction
+
+SPLITS = ("train", "valid", "test")
+TRAJECTORY_COLUMNS = ("traj_c", "traj_u", "traj_p", "traj_r", "traj_k", "traj_n", "traj_s")
+
+
+@dataclass
+class BuildResult:
+    version: str
+    path: Path | None
+    manifest: dict[str, Any]
+    dry_run: bool = False
+    drops: dict[str, int] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        m = self.manifest
+        lines = [
+            f"{self.version}: {m['counts']['messages']:,} messages → "
+            f"{m['counts']['examples']['kept']:,} examples "
+            f"({', '.join(f'{s} {n:,}' for s, n in m['counts']['splits'].items())})",
+        ]
+        lines.append("dropped, by stage and reason:")
+        for stage in m["counts"]["stages"]:
+            for reason, n in stage["dropped"].items():
+                lines.append(f"  {stage['stage']:<12} {reason:<28} {n:>10,}")
+        if m["redactions"]:
+            lines.append("redacted: " + ", ".join(f"{k} {v:,}" for k, v in m["redactions"].items()))
+        if self.dry_run:
+            lines.append("dry run: nothing written")
+        else:
+            lines.append(f"written to {self.path} (dataset sha256 {m['dataset_sha256']})")
+            lines.append(f'inspect: etl sql "select * from build_drop_reasons where version = \'{self.version}\'"')
+        return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- message stages
+
+MessageStage = tuple[str, Callable[[pl.LazyFrame], pl.LazyFrame]]
+
+
+def message_stages(config: Config) -> list[MessageStage]:
+    """The per-message transforms, in order.
+
+    Text is repaired first so every later rule sees clean text; quotes go before
+    meta detection so a reply that was only a quote is caught as empty; secrets are
+    redacted last, on exactly the text that can reach a dataset (prompts included).
+    """
+    pii = config.build.redact_pii
+    return [
+        ("normalise", normalise_text),
+        ("strip", strip_quotes_and_signatures),
+        ("meta", drop_meta_messages),
+        ("redact", lambda lf: redact_secrets(lf, pii=pii)),
+    ]
+
+
+def _load_messages(con, config: Config, run_ids: list[str] | None) -> pl.DataFrame:
+    where, params = [], []
+    if config.build.sources:
+        where.append(f"source IN ({', '.join('?' for _ in config.build.sources)})")
+        params += list(config.build.sources)
+    if run_ids is not None:
+        where.append(f"ingest_run_id IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(run_ids)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return con.execute(
+        "SELECT source, source_id, conversation_id, sent_at, sender, sender_name, is_owner, kind, text, metadata "
+        f"FROM raw_messages {clause} ORDER BY source, source_id",
+        params,
+    ).pl()
+
+
+def _run_message_stages(messages: pl.DataFrame, config: Config):
+    kept = messages.with_columns(drop_reason=pl.lit(None, pl.String))
+    stages, drops = [], []
+    for name, transform in message_stages(config):
+        out = transform(kept.lazy()).collect()
+        newly = out.filter(pl.col("drop_reason").is_not_null())
+        stages.append(_stage_counts(name, kept.height, newly["drop_reason"]))
+        drops.append(
+            newly.select(
+                "source",
+                pl.col("source_id").alias("message_id"),
+                pl.lit(name).alias("stage"),
+                pl.col("drop_reason").alias("reason"),
+                pl.lit(None, pl.String).alias("detail"),
+            )
+        )
+        kept = out.filter(pl.col("drop_reason").is_null())
+    return kept, stages, pl.concat(drops), _redaction_counts(kept)
+
+
+def _stage_counts(name: str, before: int, reasons: pl.Series) -> dict[str, Any]:
+    counted = reasons.value_counts(sort=True)
+    dropped = {r: int(n) for r, n in sorted(zip(counted[reasons.name], counted["count"]), key=lambda x: (-x[1], x[0]))}
+    return {"stage": name, "in": before, "out": before - len(reasons), "dropped": dropped}
+
+
+def _redaction_counts(kept: pl.DataFrame) -> dict[str, int]:
+    if "redactions" not in kept.columns:
+        return {}
+    counted = kept.select(pl.col("redactions").explode().drop_nulls().value_counts(sort=True)).unnest("redactions")
+    return {r: int(n) for r, n in sorted(zip(counted["redactions"], counted["count"]), key=lambda x: (-x[1], x[0]))}
+
+
+# ----------------------------------------------------------------------------- example stages
+
+
+def _run_example_stages(kept: pl.DataFrame, config: Config):
+    b = config.build
+    turns = conversations.assemble_turns(kept, gap_hours=b.conversation_gap_hours)
+    examples = conversations.build_examples(turns, context_turns=b.context_turns, context_chars=b.context_chars)
+    examples = conversations.drop_short_responses(examples, min_chars=b.min_response_chars)
+    dedup = DedupConfig(
+        threshold=b.dedup_threshold,
+        num_perm=b.dedup_num_perm,
+        ngram=b.dedup_ngram,
+        seed=b.dedup_seed,
+        max_reply_repeats=b.max_reply_repeats,
+    )
+    examples = deduplicate(examples.lazy(), dedup).collect()
+    reasons = examples.filter(pl.col("drop_reason").is_not_null())
+    stage = _stage_counts("examples", examples.height, reasons["drop_reason"])
+    drops = reasons.select(
+        "source",
+        pl.col("message_ids").list.first().alias("message_id"),
+        pl.lit("examples").alias("stage"),
+        pl.col("drop_reason").alias("reason"),
+        pl.col("dup_cluster").alias("detail") if "dup_cluster" in reasons.columns else pl.lit(None, pl.String).alias("detail"),
+    )
+    kept_examples = examples.filter(pl.col("drop_reason").is_null())
+    kept_examples = add_trajectory(kept_examples.lazy(), column="context").collect()
+    split = conversations.split_of(
+        kept_examples["conv_key"].to_list(),
+        train=b.split_train,
+        valid=b.split_valid,
+        test=b.split_test,
+        seed=b.split_seed,
+    )
+    kept_examples = kept_examples.with_columns(
+        split=pl.col("conv_key").replace_strict(split, default=None, return_dtype=pl.String)
+    ).sort("example_id")
+    return turns.height, examples.height, stage, drops, kept_examples
+
+
+def _messages_of(row: dict[str, Any], system: str) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system}] if system else []
+    messages += [{"role": r, "content": t} for r, t in zip(row["context_roles"], row["context"])]
+    messages.append({"role": "assistant", "content": row["response"]})
+    return messages
+
+
+def _trajectory_of(row: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"regime": row["regime"]}
+    for column in TRAJECTORY_COLUMNS:
+        if row.get(column) is not None:
+            out[column.removeprefix("traj_")] = row[column]
+    return out
+
+
+# ----------------------------------------------------------------------------- the build
+
+
+def build_version(
+    warehouse: Path,
+    datasets: Path,
+    version: str,
+    config: Config,
+    *,
+    dry_run: bool = False,
+    run_ids: list[str] | None = None,
+    rejected_through: str | None = None,
+    record: bool = True,
+) -> BuildResult:
+    """Build `version` under `datasets`. With `run_ids`, only rows of those ingest runs
+    are read (what `etl verify --rebuild` uses to reproduce an older version)."""
+    _check_version_name(version)
+    target = datasets / version
+    if not dry_run and target.exists():
+        raise VersionExists(_exists_message(target, version))
+    with open_warehouse(warehouse, read_only=dry_run or not record) as con:
+        if not dry_run and record:
+            _forget_unfinished(con, version, target)
+        if run_ids is None:
+            run_ids = [r for (r,) in con.execute(
+                "SELECT run_id FROM ingest_runs WHERE status = 'ok' ORDER BY run_id").fetchall()]
+        runs = con.execute(
+            "SELECT run_id, source, source_version, watermarks FROM ingest_runs "
+            "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id",
+            [run_ids],
+        ).fetchall()
+        messages = _load_messages(con, config, run_ids)
+        rejected, rejected_through = _load_rejected(con, config, rejected_through)
+
+        kept, stages, message_drops, redactions = _run_message_stages(messages, config)
+        n_turns, n_candidates, example_stage, example_drops, examples = _run_example_stages(kept, config)
+        stages.append(example_stage)
+        system = config.build.system_text(config.owner)
+
+        rows = list(examples.iter_rows(named=True))
+        for row in rows:
+            prompt_system = system
+            if config.build.trajectory_tags:
+                prompt_system = f"{system} {trajectory_tag(row)}".strip()
+            row["messages"] = _messages_of(row, prompt_system)
+            row["system"] = prompt_system
+
+        files = _render_files(rows, rejected, config)
+        split_counts = {s: sum(1 for r in rows if r["split"] == s) for s in SPLITS}
+        dpo_records = sum(len(lines) for path, lines in files.items() if path.startswith("dpo/"))
+        manifest: dict[str, Any] = {
+            "version": version,
+            "schema_version": SCHEMA_VERSION,
+            "etl_version": __version__,
+            "trajectory_version": TRAJECTORY_VERSION,
+            "config": config.as_dict(),
+            "config_sha256": config.sha256(),
+            "inputs": {
+                "ingest_runs": [
+                    {"run_id": r, "source": s, "source_version": v, "watermarks": json.loads(w or "{}")}
+                    for r, s, v, w in runs
+                ],
+                "rejected_answers_through": rejected_through,
+            },
+            "counts": {
+                "messages": messages.height,
+                "messages_by_source": _count_by(messages, "source"),
+                "messages_kept": kept.height,
+                "turns": n_turns,
+                "stages": stages,
+                "examples": {"candidates": n_candidates, "kept": len(rows)},
+                "examples_by_source": _count_by(examples, "source"),
+                "regimes": _count_by(examples, "regime"),
+                "splits": split_counts,
+            },
+            "redactions": redactions,
+            "dpo": {
+                "records": dpo_records,
+                "note": None if dpo_records else
+                "no base-model answers stored for these prompts yet: run `etl train rejected`, then build again",
+            },
+        }
+        if dry_run:
+            return BuildResult(version, None, manifest, dry_run=True)
+
+        datasets.mkdir(parents=True, exist_ok=True)
+        _remove_stale_partials(datasets)
+        partial = datasets / f".partial-{version}-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        try:
+            partial.mkdir(parents=True)
+            manifest["files"] = _write_files(partial, files)
+            manifest["dataset_sha256"] = dataset_sha256(manifest["files"])
+            (partial / "README.md").write_text(data_card(manifest), encoding="utf-8")
+            write_manifest_and_sums(partial, manifest)
+            if record:
+                with transaction(con):
+                    _record(con, version, target, manifest, rows, message_drops, example_drops)
+                    # Renamed inside the transaction: if the rename fails, no rows remain.
+                    os.rename(partial, target)
+            else:
+                os.rename(partial, target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+    return BuildResult(version, target, manifest)
+
+
+def _check_version_name(version: str) -> None:
+    if not version or version.startswith(".") or "/" in version or "\\" in version or version.strip() != version:
+        raise EtlError(f"bad version name {version!r}: use a plain name such as v3")
+
+
+def _exists_message(target: Path, version: str) -> str:
+    try:
+        existing = json.loads((target / "manifest.json").read_text())["dataset_sha256"]
+    except (OSError, ValueError, KeyError):
+        existing = "unknown"
+    return (
+        f"version {version} already exists at {target} (dataset sha256 {existing}); "
+        "versions are immutable: choose a new name"
+    )
+
+
+def _forget_unfinished(con, version: str, target: Path) -> None:
+    """Rows of a version whose folder never appeared (the build was killed) are dropped."""
+    if not target.exists():
+        with transaction(con):
+            for table in ("builds", "build_examples", "build_drops"):
+                con.execute(f"DELETE FROM {table} WHERE version = ?", [version])
+
+
+def _remove_stale_partials(datasets: Path) -> None:
+    for partial in datasets.glob(".partial-*"):
+        pid = partial.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _count_by(frame: pl.DataFrame, column: str) -> dict[str, int]:
+    if frame.height == 0 or column not in frame.columns:
+        return {}
+    counted = frame[column].fill_null("none").value_counts()
+    return {k: int(n) for k, n in sorted(zip(counted[column], counted["count"]))}
+
+
+def _load_rejected(con, config: Config, through: str | None) -> tuple[dict[str, str], str | None]:
+    """Stored base-model answers by prompt key: the newest per prompt, up to `through`."""
+    where, params = [], []
+    if config.build.rejected_model:
+        where.append("model = ?")
+        params.append(config.build.rejected_model)
+    if through is not None:
+        where.append("created_at <= ?::TIMESTAMPTZ")
+        params.append(through)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = con.execute(
+        f"SELECT prompt_sha256, answer, strftime(created_at, '%Y-%m-%dT%H:%M:%S.%f+00:00') FROM rejected_answers {clause} "
+        "ORDER BY prompt_sha256, created_at DESC, model, params_sha256",
+        params,
+    ).fetchall()
+    answers: dict[str, str] = {}
+    latest = None
+    for key, answer, created in rows:
+        answers.setdefault(key, answer)
+        latest = max(latest or created, created)
+    return answers, through if through is not None else latest
+
+
+def _render_files(rows: list[dict[str, Any]], rejected: dict[str, str], config: Config) -> dict[str, list[str]]:
+    formats = set(config.build.formats)
+    files: dict[str, list[str]] = {}
+    for split in SPLITS:
+        chosen = [r for r in rows if r["split"] == split]
+        files[f"chatml/{split}.jsonl"] = [canonical_json(chat_record(r["example_id"], r["messages"])) for r in chosen]
+        if "dpo" in formats:
+            lines = []
+            for r in chosen:
+                answer = rejected.get(prompt_key(r["messages"][:-1]))
+                if answer is not None:
+                    prompt = flatten_prompt(r["messages"][:-1])
+                    lines.append(canonical_json(dpo_record(r["system"], prompt, r["response"], answer)))
+            files[f"dpo/{split}.jsonl"] = lines
+        if "sharegpt" in formats:
+            names = {"system": "system", "user": "human", "assistant": "gpt"}
+            files[f"sharegpt/{split}.jsonl"] = [
+                canonical_json({"id": r["example_id"], "conversations": [
+                    {"from": names[m["role"]], "value": m["content"]} for m in r["messages"]]})
+                for r in chosen
+            ]
+    return files
+
+
+def _write_files(folder: Path, files: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    written = {}
+    for relpath in sorted(files):
+        path = folder / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = files[relpath]
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            for line in lines:
+                handle.write(line)
+                handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        written[relpath] = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "records": len(lines)}
+    return written
+
+
+def _record(con, version, target, manifest, rows, message_drops, example_drops) -> None:
+    built = {
+        "version": version,
+        "built_at": datetime.now(timezone.utc),
+        "config_sha256": manifest["config_sha256"],
+        "dataset_sha256": manifest["dataset_sha256"],
+        "path": str(target),
+        "examples": len(rows),
+        "dropped": message_drops.height + example_drops.height,
+        "manifest": canonical_json(manifest),
+    }
+    insert_frame(con, BUILDS, pl.DataFrame([built], schema=BUILDS.polars_schema()))
+    examples = pl.DataFrame(
+        {
+            "version": [version] * len(rows),
+            "example_id": [r["example_id"] for r in rows],
+            "split": [r["split"] for r in rows],
+            "source": [r["source"] for r in rows],
+            "conversation_id": [r["conversation_id"] for r in rows],
+            "message_ids": [r["message_ids"] for r in rows],
+            "context_ids": [r["context_ids"] for r in rows],
+            "sent_at": [r["sent_at"] for r in rows],
+            "prompt": [r["prompt"] for r in rows],
+            "response": [r["response"] for r in rows],
+            "messages": [canonical_json(r["messages"]) for r in rows],
+            "trajectory": [canonical_json(_trajectory_of(r)) for r in rows],
+            "regime": [r["regime"] for r in rows],
+        },
+        schema=BUILD_EXAMPLES.polars_schema(),
+    )
+    insert_frame(con, BUILD_EXAMPLES, examples)
+    drops = pl.concat([message_drops, example_drops]).with_columns(pl.lit(version).alias("version"))
+    insert_frame(con, BUILD_DROPS, drops.cast(BUILD_DROPS.polars_schema()))  # type: ignore[arg-type]
+
+
+def data_card(manifest: dict[str, Any]) -> str:
+    c = manifest["counts"]
+    lines = [
+        f"# Dataset {manifest['version']}",
+        "",
+        "A personal voice dataset built by `etl` from the owner's own messages.",
+        "It is private: it contains their conversations. Do not publish it.",
+        "",
+        f"- examples: {c['examples']['kept']:,} "
+        f"({', '.join(f'{s} {n:,}' for s, n in c['splits'].items())})",
+        f"- from {c['messages']:,} messages: " + ", ".join(f"{s} {n:,}" for s, n in c["messages_by_source"].items()),
+        f"- dataset sha256: `{manifest['dataset_sha256']}`",
+        f"- config sha256: `{manifest['config_sha256']}`",
+        f"- schema version {manifest['schema_version']}, {manifest['trajectory_version']}, etl {manifest['etl_version']}",
+        "",
+        "## Files",
+        "",
+        "- `chatml/{train,valid,test}.jsonl`: mlx-lm chat format, one `{\"messages\": [...]}` per line;",
+        "  the owner's reply is the final `assistant` turn (train with `--mask-prompt`).",
+        "- `dpo/{train,valid,test}.jsonl`: `{system, prompt, chosen, rejected}` for `mlx_lm_lora.train --train-mode dpo`.",
+        "- `manifest.json`: config, inputs, counts per stage and reason, every file's hash.",
+        "- `SHA256SUMS`: check with `sha256sum -c SHA256SUMS` or `etl verify`.",
+        "",
+        "## What was left out",
+        "",
+        "| stage | reason | rows |",
+        "|---|---|---:|",
+    ]
+    for stage in c["stages"]:
+        for reason, n in stage["dropped"].items():
+            lines.append(f"| {stage['stage']} | {reason} | {n:,} |")
+    if manifest["redactions"]:
+        lines += ["", "## Redacted", "", "| type | count |", "|---|---:|"]
+        lines += [f"| {k} | {v:,} |" for k, v in manifest["redactions"].items()]
+    if manifest["dpo"]["note"]:
+        lines += ["", f"DPO: {manifest['dpo']['note']}."]
+    return "\n".join(lines) + "\n"

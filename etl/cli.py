@@ -1,0 +1,311 @@
+"""The `etl` command line. The only module that speaks click; the work lives elsewhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import click
+
+from etl import __version__
+from etl.errors import EtlError
+from etl.paths import default_datasets, default_warehouse
+
+
+class EtlGroup(click.Group):
+    """Turns errors meant for the user into one line on stderr and a non-zero exit."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except EtlError as error:
+            click.echo(f"etl: error: {error}", err=True)
+            ctx.exit(error.exit_code)
+        except KeyboardInterrupt:
+            click.echo("etl: interrupted; nothing was written", err=True)
+            ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:  # noqa: BLE001 (the edge where bugs become one line)
+            if getattr(sys, "_called_from_test", False) or os.environ.get("ETL_RAISE_ERRORS"):
+                raise
+            click.echo(
+                f"etl: unexpected error: {type(error).__name__}: {error} "
+                "(set ETL_RAISE_ERRORS=1 to see the traceback)",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+@click.group(cls=EtlGroup)
+@click.version_option(__version__, prog_name="etl")
+@click.option(
+    "--warehouse",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="ETL_WAREHOUSE",
+    help="The DuckDB warehouse file. Default: $ETL_HOME/warehouse.duckdb "
+    "(ETL_HOME defaults to ~/.local/share/etl).",
+)
+@click.option(
+    "--datasets",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="ETL_DATASETS",
+    help="Folder of dataset versions. Default: $ETL_HOME/datasets.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="ETL_CONFIG",
+    help="corpus.toml to use. Default: ./corpus.toml, else $ETL_HOME/corpus.toml.",
+)
+@click.pass_context
+def cli(ctx: click.Context, warehouse: Path | None, datasets: Path | None, config_path: Path | None):
+    """Turn your own messages into a clean, versioned, hashed training set.
+
+    \b
+    etl ingest imessage              land your iMessage history
+    etl build --version v1           clean, deduplicate and write a dataset
+    etl sql "select * from source_counts"
+    etl train sft --version v1 --preset 7b-lora
+    """
+    ctx.obj = SimpleNamespace(
+        warehouse=(warehouse or default_warehouse()).expanduser(),
+        datasets=(datasets or default_datasets()).expanduser(),
+        config_path=config_path.expanduser() if config_path else None,
+    )
+
+
+def _config(obj):
+    from etl.config import load_config
+
+    return load_config(obj.config_path)
+
+
+# ----------------------------------------------------------------------------- ingest
+
+
+class IngestGroup(click.Group):
+    """`etl ingest NAME`: one subcommand per registered connector."""
+
+    def list_commands(self, ctx):
+        from etl.sources import SOURCES
+
+        return sorted(SOURCES)
+
+    def get_command(self, ctx, name):
+        from etl.sources import SOURCES
+
+        if name not in SOURCES:
+            return None
+        return _ingest_command(SOURCES[name])
+
+    def resolve_command(self, ctx, args):
+        from etl.sources import SOURCES
+
+        name = args[0] if args else None
+        if name and not name.startswith("-") and name not in SOURCES:
+            raise EtlError(f"unknown source {name!r}; available sources: {', '.join(sorted(SOURCES))}")
+        return super().resolve_command(ctx, args)
+
+
+@cli.group(cls=IngestGroup)
+def ingest():
+    """Land an export in the warehouse. Re-running adds only what is new."""
+
+
+def _ingest_command(source) -> click.Command:
+    params: list[click.Parameter] = []
+    for p in source.params:
+        params.append(
+            click.Option(
+                [f"--{p.name.replace('_', '-')}", p.name],
+                help=p.help,
+                default=p.default,
+                is_flag=p.is_flag,
+                multiple=p.multiple,
+                envvar=p.envvar,
+                show_default=not p.secret and p.default is not None,
+                show_envvar=p.envvar is not None,
+            )
+        )
+    if source.paths != "none":
+        params.append(
+            click.Argument(
+                ["paths"],
+                nargs=-1,
+                required=source.paths == "required",
+                type=click.Path(path_type=Path),
+            )
+        )
+
+    @click.pass_obj
+    def run(obj, paths=(), **options):
+        from etl.ingest import run_ingest
+        from etl.progress import counter
+
+        config = _config(obj)
+        for p in source.params:
+            if p.path and options.get(p.name):
+                options[p.name] = str(Path(options[p.name]).expanduser())
+        chosen = [Path(x).expanduser() for x in (paths or source.default_paths)]
+        with counter(f"ingest {source.name}") as advance:
+            result = run_ingest(obj.warehouse, source, chosen, options, config.owner, advance)
+        click.echo(
+            f"{source.name}: {result.seen:,} read, {result.new:,} new, "
+            f"{result.unchanged:,} already present, {result.quarantined:,} quarantined "
+            f"(run {result.run_id}, warehouse {obj.warehouse})"
+        )
+        if result.new == 0 and result.seen:
+            click.echo("nothing new: the warehouse already had every message")
+        for note in result.notes:
+            click.echo(f"note: {note}")
+        if result.quarantined:
+            click.echo(
+                f'see why: etl sql "select location, reason from quarantine where run_id = \'{result.run_id}\'"'
+            )
+
+    return click.Command(source.name, params=params, callback=run, help=source.help)
+
+
+@cli.command()
+def sources():
+    """List the connectors `etl ingest` knows."""
+    from etl.sources import SOURCES
+
+    for name in sorted(SOURCES):
+        s = SOURCES[name]
+        click.echo(f"{name:<14} {s.help.splitlines()[0]}")
+
+
+# ----------------------------------------------------------------------------- inspect
+
+
+@cli.command()
+@click.pass_obj
+def status(obj):
+    """What the warehouse holds: counts per source, kind and owner; last runs; quarantine."""
+    from etl.inspect import status_report
+
+    click.echo(status_report(obj.warehouse))
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write here instead of stdout.")
+@click.pass_obj
+def sql(obj, query, fmt, output):
+    """Run a read-only SQL query against the warehouse.
+
+    \b
+    Example:
+        etl sql "select kind, count(*) from messages group by 1"
+        etl sql "select reason, count(*) from build_drops where version = 'v1' group by 1"
+    """
+    from etl.inspect import run_query
+
+    run_query(obj.warehouse, query, fmt, output)
+
+
+@cli.command()
+@click.option("--write", is_flag=True, help="Open read-write (default: read-only).")
+@click.pass_obj
+def shell(obj, write):
+    """An interactive SQL prompt on the warehouse (end statements with ;)."""
+    from etl.inspect import interactive_shell
+
+    interactive_shell(obj.warehouse, read_only=not write)
+
+
+# ----------------------------------------------------------------------------- build
+
+
+@cli.command()
+@click.option("--path", type=click.Path(dir_okay=False, path_type=Path), default=Path("corpus.toml"), show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path, force):
+    """Write a commented default corpus.toml to edit."""
+    from etl.config import DEFAULT_TOML
+
+    if path.exists() and not force:
+        raise EtlError(f"{path} already exists; use --force to overwrite it")
+    path.write_text(DEFAULT_TOML, encoding="utf-8")
+    click.echo(f"wrote {path}: add your names, addresses and numbers under [owner]")
+
+
+@cli.command()
+@click.option("--version", "version", required=True, help="Name of the new version, e.g. v3.")
+@click.option("--dry-run", is_flag=True, help="Print the counts; write nothing.")
+@click.option("--source", "sources_", multiple=True, help="Only these sources (repeatable).")
+@click.option("--min-response-chars", type=int)
+@click.option("--conversation-gap-hours", type=float)
+@click.option("--context-turns", type=int)
+@click.option("--context-chars", type=int)
+@click.option("--dedup-threshold", type=float)
+@click.option("--max-reply-repeats", type=int)
+@click.option("--system-prompt")
+@click.option("--trajectory-tags/--no-trajectory-tags", default=None)
+@click.option("--redact-pii/--no-redact-pii", default=None)
+@click.pass_obj
+def build(obj, version, dry_run, sources_, **overrides):
+    """Clean, deduplicate, tag and split the warehouse into dataset VERSION.
+
+    \b
+    Example:
+        etl build --version v1
+        etl build --version v2 --dedup-threshold 0.7 --dry-run
+    """
+    from etl.build import build_version
+
+    config = _config(obj).with_build(sources=tuple(sources_) or None, **overrides)
+    result = build_version(obj.warehouse, obj.datasets, version, config, dry_run=dry_run)
+    click.echo(result.summary())
+
+
+@cli.command()
+@click.argument("version")
+@click.option("--rebuild", is_flag=True, help="Also rebuild it from the warehouse and compare every hash.")
+@click.pass_obj
+def verify(obj, version, rebuild):
+    """Check every file of VERSION against its SHA256SUMS and manifest."""
+    from etl.versions import rebuild_and_compare, verify_version
+
+    manifest = verify_version(obj.datasets / version)
+    click.echo(f"{version}: every file matches (dataset sha256 {manifest['dataset_sha256']})")
+    if rebuild:
+        rebuild_and_compare(obj.warehouse, obj.datasets, version)
+        click.echo(f"{version}: a fresh rebuild from the warehouse gives identical files")
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@click.pass_obj
+def diff(obj, old, new):
+    """Examples added and removed between two versions, by source and reason."""
+    from etl.versions import diff_versions
+
+    click.echo(diff_versions(obj.warehouse, old, new))
+
+
+@cli.command()
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Where to put the demo (default: ./etl-demo).")
+@click.pass_obj
+def demo(obj, home):
+    """Ingest the bundled sample exports into a fresh warehouse and build v1."""
+    from etl.demo import run_demo
+
+    run_demo((home or Path("etl-demo")).resolve(), echo=click.echo)
+
+
+from etl.cli_train import train  # noqa: E402
+
+cli.add_command(train)
+
+
+def main() -> None:
+    cli(prog_name="etl")

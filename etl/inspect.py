@@ -1,0 +1,107 @@
+"""Looking into the warehouse: `etl status`, `etl sql`, `etl shell`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from etl.errors import EtlError
+from etl.warehouse import open_warehouse
+
+TABLE_ROWS = 1000
+
+
+def _table(frame: pl.DataFrame) -> str:
+    with pl.Config(tbl_rows=TABLE_ROWS, tbl_cols=-1, fmt_str_lengths=80, tbl_width_chars=200,
+                   tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True):
+        text = str(frame)
+    if frame.height > TABLE_ROWS:
+        text += f"\n… {frame.height - TABLE_ROWS:,} more rows (use --format csv)"
+    return text
+
+
+def status_report(warehouse: Path) -> str:
+    with open_warehouse(warehouse, read_only=True) as con:
+        counts = con.execute("SELECT source, kind, owner, messages, conversations FROM source_counts").pl()
+        runs = con.execute(
+            "SELECT source, finished_at, seen, new, unchanged, quarantined, run_id "
+            "FROM ingest_runs ORDER BY finished_at DESC LIMIT 10"
+        ).pl()
+        (quarantined,) = con.execute("SELECT count(*) FROM quarantine").fetchone()
+        builds = con.execute("SELECT version, built_at, examples, dropped FROM builds ORDER BY built_at").pl()
+    parts = [f"warehouse {warehouse}", "", "messages by source, kind and owner:"]
+    parts.append(_table(counts) if counts.height else "  (none yet: run `etl ingest`)")
+    parts += ["", "last ingest runs:", _table(runs) if runs.height else "  (none)"]
+    parts += ["", f"quarantined rows: {quarantined:,}"]
+    if builds.height:
+        parts += ["", "versions built:", _table(builds)]
+    return "\n".join(parts)
+
+
+def _execute(con: duckdb.DuckDBPyConnection, query: str) -> pl.DataFrame | None:
+    try:
+        relation = con.sql(query)
+    except duckdb.Error as error:
+        raise EtlError(f"SQL error: {str(error).splitlines()[0]}") from None
+    if relation is None:
+        return None
+    try:
+        return relation.pl()
+    except duckdb.Error as error:
+        raise EtlError(f"SQL error: {str(error).splitlines()[0]}") from None
+
+
+def run_query(warehouse: Path, query: str, fmt: str, output: Path | None) -> None:
+    with open_warehouse(warehouse, read_only=True) as con:
+        frame = _execute(con, query)
+    if frame is None:
+        return
+    if fmt == "parquet":
+        if output is None:
+            if sys.stdout.isatty():
+                raise EtlError("parquet is binary: give --output FILE or redirect stdout")
+            frame.write_parquet(sys.stdout.buffer)
+        else:
+            frame.write_parquet(output)
+        return
+    if fmt == "csv":
+        text = frame.write_csv()
+    elif fmt == "json":
+        text = frame.write_ndjson()
+    else:
+        text = _table(frame) + "\n"
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+def interactive_shell(warehouse: Path, read_only: bool = True) -> None:
+    with open_warehouse(warehouse, read_only=read_only) as con:
+        print(f"etl shell on {warehouse} ({'read-only' if read_only else 'read-write'}); "
+              "end statements with ;  .tables lists tables, .quit leaves", file=sys.stderr)
+        buffer: list[str] = []
+        while True:
+            try:
+                line = input("etl> " if not buffer else " ...> ")
+            except EOFError:
+                break
+            stripped = line.strip()
+            if not buffer and stripped in (".quit", ".exit"):
+                break
+            if not buffer and stripped == ".tables":
+                line = "SHOW ALL TABLES;"
+            buffer.append(line)
+            if not line.rstrip().endswith(";"):
+                continue
+            query, buffer = "\n".join(buffer), []
+            try:
+                frame = _execute(con, query)
+            except EtlError as error:
+                print(error, file=sys.stderr)
+                continue
+            if frame is not None:
+                print(_table(frame))

@@ -1,0 +1,171 @@
+"""From cleaned messages to training examples.
+
+Messages become turns (consecutive messages of one side merged, a thread split at
+long silences); every owner turn with something before it becomes one example:
+the preceding turns as alternating `user`/`assistant` context under a size budget,
+the owner's turn last as `assistant`. Roles are the owner's point of view: whoever
+else spoke (a friend, a colleague, an AI assistant) is `user`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import polars as pl
+
+
+def assemble_turns(messages: pl.DataFrame, *, gap_hours: float) -> pl.DataFrame:
+    """One row per turn: a run of messages by one side within one session.
+
+    Needs `source`, `source_id`, `conversation_id`, `sent_at`, `sender`,
+    `sender_name`, `is_owner`, `text`. Group chats keep who said what: when more
+    than one other person speaks in a conversation, their lines carry the name.
+    """
+    gap = pl.duration(microseconds=int(gap_hours * 3600 * 1_000_000))
+    frame = (
+        messages.lazy()
+        .with_columns(
+            conv_key=pl.col("source") + pl.lit(":") + pl.col("conversation_id"),
+            role=pl.when(pl.col("is_owner").fill_null(False)).then(pl.lit("assistant")).otherwise(pl.lit("user")),
+            author=pl.coalesce("sender_name", "sender", pl.lit("someone")),
+        )
+        .sort(["conv_key", "sent_at", "source_id"], nulls_last=True)
+        .with_columns(
+            new_session=(
+                pl.col("sent_at").diff().over("conv_key").fill_null(pl.duration(microseconds=0)) > gap
+            ).cast(pl.UInt32),
+            many_others=(
+                pl.col("author").filter(pl.col("role") == "user").n_unique().over("conv_key") > 1
+            ),
+        )
+        .with_columns(session=pl.col("new_session").cum_sum().over("conv_key"))
+        .with_columns(session_id=pl.col("conv_key") + pl.lit("#") + pl.col("session").cast(pl.String))
+        .with_columns(
+            new_turn=(pl.col("role") != pl.col("role").shift(1).over("session_id")).fill_null(True).cast(pl.UInt32),
+            line=pl.when(pl.col("many_others") & (pl.col("role") == "user"))
+            .then(pl.col("author") + pl.lit(": ") + pl.col("text"))
+            .otherwise(pl.col("text")),
+        )
+        .with_columns(turn=pl.col("new_turn").cum_sum().over("session_id") - 1)
+    )
+    return (
+        frame.group_by(["session_id", "turn"], maintain_order=True)
+        .agg(
+            pl.col("source").first(),
+            pl.col("conversation_id").first(),
+            pl.col("conv_key").first(),
+            pl.col("role").first(),
+            pl.col("line").str.join("\n").alias("text"),
+            pl.col("source_id").alias("message_ids"),
+            pl.col("sent_at").last(),
+        )
+        .sort(["session_id", "turn"])
+        .collect()
+    )
+
+
+def build_examples(turns: pl.DataFrame, *, context_turns: int, context_chars: int) -> pl.DataFrame:
+    """One candidate example per owner turn, with its budgeted context.
+
+    Returns `example_id`, `source`, `conversation_id`, `conv_key`, `session_id`,
+    `sent_at`, `response`, `message_ids`, `context` (texts, oldest first),
+    `context_roles`, `context_ids` and `drop_reason` ("no_context" for an owner
+    turn that opens a session: there is nothing it answers).
+    """
+    owner = turns.filter(pl.col("role") == "assistant")
+    # Stable across builds: the source and the id of the reply's first message.
+    ids = [_short_hash(f"{s}:{m[0]}") for s, m in zip(owner["source"], owner["message_ids"])]
+    owner = owner.with_columns(example_id=pl.Series(ids, dtype=pl.String))
+    offsets = pl.DataFrame({"k": list(range(1, max(context_turns, 1) + 1))}, schema={"k": pl.Int64})
+    before = (
+        owner.select("example_id", "session_id", pl.col("turn").cast(pl.Int64))
+        .join(offsets, how="cross")
+        .with_columns(ctx_turn=pl.col("turn") - pl.col("k"))
+        .filter(pl.col("ctx_turn") >= 0)
+        .join(
+            turns.select(
+                "session_id",
+                pl.col("turn").cast(pl.Int64).alias("ctx_turn"),
+                pl.col("role").alias("ctx_role"),
+                pl.col("text").alias("ctx_text"),
+                pl.col("message_ids").alias("ctx_ids"),
+            ),
+            on=["session_id", "ctx_turn"],
+        )
+        .sort(["example_id", "k"])
+        .with_columns(used=pl.col("ctx_text").str.len_chars().cum_sum().over("example_id"))
+        # The nearest turn always stays (cut to the budget if alone it is too long);
+        # older turns stay while they fit.
+        .with_columns(fits=(pl.col("k") == 1) | (pl.col("used") <= context_chars))
+        .with_columns(n_fit=pl.col("fits").cast(pl.Int64).sum().over("example_id"))
+        # Keep an odd number of turns so the context opens with `user`.
+        .with_columns(n_keep=pl.col("n_fit") - (1 - pl.col("n_fit") % 2))
+        .filter(pl.col("k") <= pl.col("n_keep"))
+        .with_columns(
+            ctx_text=pl.when(pl.col("ctx_text").str.len_chars() > context_chars)
+            .then(pl.lit("…") + pl.col("ctx_text").str.slice(-(context_chars - 1)))
+            .otherwise(pl.col("ctx_text"))
+        )
+        .sort(["example_id", "k"], descending=[False, True])
+        .group_by("example_id", maintain_order=True)
+        .agg(
+            pl.col("ctx_text").alias("context"),
+            pl.col("ctx_role").alias("context_roles"),
+            pl.col("ctx_ids").flatten().alias("context_ids"),
+        )
+    )
+    examples = owner.join(before, on="example_id", how="left").select(
+        "example_id",
+        "source",
+        "conversation_id",
+        "conv_key",
+        "session_id",
+        "sent_at",
+        pl.col("text").alias("response"),
+        "message_ids",
+        pl.col("context").fill_null(pl.lit([], pl.List(pl.String))),
+        pl.col("context_roles").fill_null(pl.lit([], pl.List(pl.String))),
+        pl.col("context_ids").fill_null(pl.lit([], pl.List(pl.String))),
+    )
+    return examples.with_columns(
+        drop_reason=pl.when(pl.col("context").list.len() == 0).then(pl.lit("no_context")).otherwise(pl.lit(None, pl.String)),
+        prompt=pl.col("context").list.join("\n\n"),
+    )
+
+
+def drop_short_responses(examples: pl.DataFrame, *, min_chars: int) -> pl.DataFrame:
+    return examples.with_columns(
+        drop_reason=pl.when(pl.col("drop_reason").is_null() & (pl.col("response").str.len_chars() < min_chars))
+        .then(pl.lit("short_response"))
+        .otherwise(pl.col("drop_reason"))
+    )
+
+
+def _short_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:20]
+
+
+def split_of(conv_keys: list[str], *, train: float, valid: float, test: float, seed: str) -> dict[str, str]:
+    """Each conversation to one split, by a hash of its id: no conversation in two splits.
+
+    With at least three conversations no split with a share is left empty: mlx-lm
+    needs a validation set. The conversation whose hash lies nearest that split's
+    range moves into it, so the rule stays deterministic.
+    """
+    total = train + valid + test
+    bounds = [("train", train / total), ("valid", (train + valid) / total), ("test", 1.0)]
+    position = {
+        key: int.from_bytes(hashlib.sha256(f"{seed}\x1f{key}".encode()).digest()[:8], "big") / 2**64
+        for key in sorted(set(conv_keys))
+    }
+    assigned = {key: next(name for name, upper in bounds if u < upper) for key, u in position.items()}
+    if len(position) >= 3:
+        lower = {"train": 0.0, "valid": train / total, "test": (train + valid) / total}
+        share = {"train": train, "valid": valid, "test": test}
+        for name in ("valid", "test"):
+            if share[name] > 0 and name not in assigned.values():
+                largest = max(("train", "valid", "test"), key=lambda s: sum(v == s for v in assigned.values()))
+                donors = [k for k, v in assigned.items() if v == largest]
+                nearest = min(donors, key=lambda k: (abs(position[k] - lower[name]), k))
+                assigned[nearest] = name
+    return assigned

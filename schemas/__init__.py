@@ -1,0 +1,41 @@
+"""The one definition of every table and record `etl` writes.
+
+DuckDB DDL and Polars schemas are derived from the `Table` objects here, never
+written by hand a second time. `SCHEMA_VERSION` goes into every manifest.
+"""
+
+from etl.schemas.tables import (
+    BUILD_DROPS,
+    BUILD_EXAMPLES,
+    BUILDS,
+    INGEST_RUNS,
+    KINDS,
+    QUARANTINE,
+    RAW_MESSAGES,
+    REJECTED_ANSWERS,
+    SCHEMA_VERSION,
+    TABLES,
+    TRAIN_RUNS,
+    WATERMARKS,
+    Column,
+    Table,
+    raw_frame,
+)
+
+__all__ = [
+    "BUILD_DROPS",
+    "BUILD_EXAMPLES",
+    "BUILDS",
+    "INGEST_RUNS",
+    "KINDS",
+    "QUARANTINE",
+    "RAW_MESSAGES",
+    "REJECTED_ANSWERS",
+    "SCHEMA_VERSION",
+    "TABLES",
+    "TRAIN_RUNS",
+    "WATERMARKS",
+    "Column",
+    "Table",
+    "raw_frame",
+]

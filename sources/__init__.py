@@ -1,0 +1,33 @@
+"""Connectors: one small module per kind of export, each registered here.
+
+A connector reads an export and yields `Batch`es of rows in the raw schema; it
+never writes to the warehouse. `etl.ingest` loads what it yields, idempotently,
+with the run record and watermarks in the same transaction.
+"""
+
+from etl.sources.base import (
+    SOURCES,
+    Batch,
+    Param,
+    Quarantined,
+    Source,
+    SourceContext,
+    SourceError,
+    get_source,
+    source,
+)
+
+# Importing a connector registers it.
+from etl.sources import imessage  # noqa: E402,F401
+
+__all__ = [
+    "SOURCES",
+    "Batch",
+    "Param",
+    "Quarantined",
+    "Source",
+    "SourceContext",
+    "SourceError",
+    "get_source",
+    "source",
+]

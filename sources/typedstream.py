@@ -1,0 +1,175 @@
+"""Text of an iMessage `attributedBody`: an NSAttributedString archived as a typedstream.
+
+Since macOS Ventura most messages keep their text only here (`message.text` is NULL).
+Nearly every blob starts with one of two fixed preambles followed by the NSString's
+length-prefixed UTF-8 bytes, so `decode_attributed_body` reads those directly and
+hands anything else to a full typedstream parser (`pytypedstream`). Nothing is ever
+guessed from "printable runs": a blob is either parsed or rejected with `DecodeError`.
+"""
+
+from __future__ import annotations
+
+import typedstream as _typedstream
+
+
+class DecodeError(ValueError):
+    """An attributedBody that is not a readable NSAttributedString typedstream."""
+
+
+_STREAM_HEADER = b"\x04\x0bstreamtyped\x81\xe8\x03"  # streamer v4, little-endian, system 1000
+
+# The archive up to the first byte of the string length, for the two classes Messages
+# writes. Both fix every class name and back-reference number, so a prefix match
+# proves the next value is the NSString holding the text (type "+": length + bytes).
+_ATTRIBUTED_STRING_PREAMBLE = (
+    _STREAM_HEADER
+    + b"\x84\x01@"
+    + b"\x84\x84\x84\x12NSAttributedString\x00"
+    + b"\x84\x84\x08NSObject\x00\x85"
+    + b"\x92\x84\x84\x84\x08NSString\x01\x94"
+    + b"\x84\x01+"
+)
+_MUTABLE_ATTRIBUTED_STRING_PREAMBLE = (
+    _STREAM_HEADER
+    + b"\x84\x01@"
+    + b"\x84\x84\x84\x19NSMutableAttributedString\x00"
+    + b"\x84\x84\x12NSAttributedString\x00"
+    + b"\x84\x84\x08NSObject\x00\x85"
+    + b"\x92\x84\x84\x84\x0fNSMutableString\x01\x84\x84\x08NSString\x01\x95"
+    + b"\x84\x01+"
+)
+_PREAMBLES = (_ATTRIBUTED_STRING_PREAMBLE, _MUTABLE_ATTRIBUTED_STRING_PREAMBLE)
+_FIRST_BYTE = _STREAM_HEADER[0]
+
+_INT16 = 0x81  # typedstream tag: a 2-byte little-endian integer follows
+_INT32 = 0x82  # typedstream tag: a 4-byte little-endian integer follows
+_END_OF_OBJECT = 0x86
+
+
+def decode_attributed_body(blob: bytes) -> str:
+    """The message text of an attributedBody blob ("" for an empty string)."""
+    text = _decode_common_layout(blob)
+    if text is None:
+        return decode_attributed_body_full(blob)
+    return text
+
+
+def _decode_common_layout(blob: bytes) -> str | None:
+    """Text of a blob in the usual layout, or None to let the full parser decide."""
+    if blob[:1] != b"\x04":
+        return None
+    if blob.startswith(_ATTRIBUTED_STRING_PREAMBLE):
+        pos = len(_ATTRIBUTED_STRING_PREAMBLE)
+    elif blob.startswith(_MUTABLE_ATTRIBUTED_STRING_PREAMBLE):
+        pos = len(_MUTABLE_ATTRIBUTED_STRING_PREAMBLE)
+    else:
+        return None
+    if pos >= len(blob):
+        return None
+    head = blob[pos]
+    if head < 0x80:
+        length, pos = head, pos + 1
+    elif head == _INT16:
+        length, pos = int.from_bytes(blob[pos + 1 : pos + 3], "little"), pos + 3
+    elif head == _INT32:
+        length, pos = int.from_bytes(blob[pos + 1 : pos + 5], "little"), pos + 5
+    else:
+        return None
+    end = pos + length
+    # The NSString object must close right after its bytes; anything else (a
+    # truncated or misaligned stream) goes to the strict parser.
+    if end >= len(blob) or blob[end] != _END_OF_OBJECT:
+        return None
+    try:
+        return blob[pos:end].decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def decode_attributed_body_full(blob: bytes) -> str:
+    """Parse the whole typedstream and return its first NSString (the message text)."""
+    if not blob:
+        raise DecodeError("empty blob")
+    try:
+        root = _typedstream.unarchive_from_data(bytes(blob))
+    except Exception as exc:  # the parser raises many types on malformed input
+        raise DecodeError(_one_line(exc)) from None
+    text = _first_string(root)
+    if text is None:
+        raise DecodeError(f"no string in archived {type(root).__name__}")
+    return text
+
+
+def _first_string(value, depth: int = 0) -> str | None:
+    """Depth-first search for the first NSString value, as Messages stores it first."""
+    if depth > 8 or value is None:
+        return None
+    if isinstance(value, _typedstream.types.foundation.NSString):
+        return value.value
+    inner = getattr(value, "value", None)
+    if isinstance(inner, str):
+        return inner
+    if inner is not None and inner is not value:
+        found = _first_string(inner, depth + 1)
+        if found is not None:
+            return found
+    for item in getattr(value, "contents", None) or ():
+        found = _first_string(item, depth + 1)
+        if found is not None:
+            return found
+    for item in getattr(value, "values", None) or ():
+        found = _first_string(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _one_line(exc: Exception) -> str:
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    return message[:200]
+
+
+def encode_attributed_body(text: str, *, part: int = 0) -> bytes:
+    """Archive `text` as Messages does: an NSAttributedString with one attribute run.
+
+    The run carries `__kIMMessagePartAttributeName = part`; its length is counted in
+    UTF-16 code units, like NSString's. Used to build sample databases and in tests.
+    """
+    data = text.encode("utf-8")
+    utf16_length = len(text.encode("utf-16-le")) // 2
+    return b"".join(
+        (
+            _ATTRIBUTED_STRING_PREAMBLE,
+            _encode_int(len(data)),
+            data,
+            bytes([_END_OF_OBJECT]),
+            b"\x84\x02iI",  # new type string "iI": the run's location and length
+            _encode_int(1),
+            _encode_int(utf16_length),
+            b"\x92",  # type "@" (back-reference)
+            b"\x84\x84\x84\x0cNSDictionary\x00\x94",  # new object, new class, super NSObject
+            b"\x84\x01i",  # new type string "i": the entry count
+            _encode_int(1),
+            b"\x92\x84\x96\x96",  # key: "@", new NSString object, type "+"
+            _encode_int(len(_PART_KEY)),
+            _PART_KEY,
+            bytes([_END_OF_OBJECT]),
+            b"\x92\x84\x84\x84\x08NSNumber\x00\x84\x84\x07NSValue\x00\x94",
+            b"\x84\x01*\x84\x99",  # type "*": the number's C type, "i"
+            b"\x99",  # type "i"
+            _encode_int(part),
+            bytes([_END_OF_OBJECT] * 3),  # NSNumber, NSDictionary, NSAttributedString
+        )
+    )
+
+
+_PART_KEY = b"__kIMMessagePartAttributeName"
+
+
+def _encode_int(value: int) -> bytes:
+    """A typedstream integer: one byte when it cannot be mistaken for a tag."""
+    if 0 <= value < 0x80:
+        return bytes([value])
+    if -0x8000 <= value < 0x8000:
+        return bytes([_INT16]) + value.to_bytes(2, "little", signed=True)
+    return bytes([_INT32]) + value.to_bytes(4, "little", signed=True)

@@ -1,0 +1,125 @@
+import stat
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import polars as pl
+import pytest
+
+from etl.errors import EtlError, WarehouseLocked
+from etl.schemas import RAW_MESSAGES, TABLES, raw_frame
+from etl.warehouse import MIGRATIONS, insert_frame, open_warehouse, transaction
+
+
+def _row(source_id, text="hello there", **extra):
+    return {
+        "source": "test",
+        "source_id": source_id,
+        "conversation_id": "c1",
+        "kind": "text",
+        "text": text,
+        "is_owner": True,
+        **extra,
+    }
+
+
+def test_new_warehouse_is_private_migrated_and_utc(tmp_path):
+    path = tmp_path / "nested" / "w.duckdb"
+    with open_warehouse(path) as con:
+        names = {n for (n,) in con.execute("select name from _migrations").fetchall()}
+        tables = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
+        (tz,) = con.execute("select current_setting('TimeZone')").fetchone()
+    assert names == {m.__name__ for m in MIGRATIONS}
+    assert {t.name for t in TABLES} <= tables
+    assert {"messages", "source_counts", "build_drop_reasons"} <= tables
+    assert tz == "UTC"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_migrations_run_once(tmp_path):
+    path = tmp_path / "w.duckdb"
+    for _ in range(2):
+        with open_warehouse(path) as con:
+            (count,) = con.execute("select count(*) from _migrations").fetchone()
+    assert count == len(MIGRATIONS)
+
+
+def test_insert_is_idempotent_on_source_and_id(tmp_path):
+    frame = raw_frame([_row("a"), _row("b"), _row("a")]).with_columns(pl.lit("run1").alias("ingest_run_id"))
+    with open_warehouse(tmp_path / "w.duckdb") as con:
+        first = insert_frame(con, RAW_MESSAGES, frame, ignore_existing=True)
+        second = insert_frame(con, RAW_MESSAGES, frame, ignore_existing=True)
+        (rows,) = con.execute("select count(*) from raw_messages").fetchone()
+    assert (first, second, rows) == (2, 0, 2)
+
+
+def test_transaction_rolls_back_on_interrupt(tmp_path):
+    frame = raw_frame([_row("a")]).with_columns(pl.lit("run1").alias("ingest_run_id"))
+    with open_warehouse(tmp_path / "w.duckdb") as con:
+        with pytest.raises(KeyboardInterrupt):
+            with transaction(con):
+                insert_frame(con, RAW_MESSAGES, frame)
+                raise KeyboardInterrupt
+        (rows,) = con.execute("select count(*) from raw_messages").fetchone()
+    assert rows == 0
+
+
+def test_read_only_without_a_warehouse_says_so(tmp_path):
+    with pytest.raises(EtlError, match="no warehouse at .*etl ingest"):
+        with open_warehouse(tmp_path / "missing.duckdb", read_only=True):
+            pass
+
+
+def test_not_a_duckdb_file(tmp_path):
+    path = tmp_path / "w.duckdb"
+    path.write_bytes(b"this is a text file, not a database\n" * 200)
+    with pytest.raises(EtlError, match="not a DuckDB warehouse"):
+        with open_warehouse(path):
+            pass
+
+
+def test_unwritable_location(tmp_path):
+    # A folder that cannot be created (its parent is a file) fails the same way for root.
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(EtlError, match="cannot create the warehouse folder .*--warehouse"):
+        with open_warehouse(blocker / "w.duckdb"):
+            pass
+
+
+def test_unwritable_folder_for_a_normal_user(tmp_path):
+    locked = tmp_path / "ro"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if subprocess.run(["touch", str(locked / "probe")]).returncode == 0:
+        pytest.skip("root can write into a read-only folder")
+    with pytest.raises(EtlError, match="permission denied"):
+        with open_warehouse(locked / "w.duckdb"):
+            pass
+
+
+def test_second_writer_gets_one_line(tmp_path):
+    path = tmp_path / "w.duckdb"
+    with open_warehouse(path):
+        pass
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import duckdb, sys, time
+            con = duckdb.connect({str(path)!r})
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(WarehouseLocked) as error:
+            with open_warehouse(path):
+                pass
+        message = str(error.value)
+        assert "in use by another etl process" in message and str(path) in message
+        assert "\n" not in message
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
