@@ -33,7 +33,7 @@ from etl.transforms.redact import redact_secrets
 from etl.transforms.text import drop_meta_messages, normalise_text, strip_quotes_and_signatures
 from etl.transforms.trajectory import TRAJECTORY_VERSION, add_trajectory, trajectory_tag
 from etl.versions import dataset_sha256, sha256_file, write_manifest_and_sums
-from etl.warehouse import insert_frame, open_warehouse, transaction
+from etl.warehouse import insert_frame, open_warehouse, query_frame, transaction
 
 SPLITS = ("train", "valid", "test")
 TRAJECTORY_COLUMNS = ("traj_c", "traj_u", "traj_p", "traj_r", "traj_k", "traj_n", "traj_s")
@@ -98,11 +98,12 @@ def _load_messages(con, config: Config, run_ids: list[str] | None) -> pl.DataFra
         where.append(f"ingest_run_id IN (SELECT unnest(?::VARCHAR[]))")
         params.append(run_ids)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return con.execute(
+    return query_frame(
+        con,
         "SELECT source, source_id, conversation_id, sent_at, sender, sender_name, is_owner, kind, text, metadata "
         f"FROM raw_messages {clause} ORDER BY source, source_id",
         params,
-    ).pl()
+    )
 
 
 def _run_message_stages(messages: pl.DataFrame, config: Config):
@@ -289,10 +290,15 @@ def build_version(
             (partial / "README.md").write_text(data_card(manifest), encoding="utf-8")
             write_manifest_and_sums(partial, manifest)
             if record:
+                # Rows first, then the folder appears: a build killed between the two leaves
+                # rows without a folder, which the next build of this version removes.
                 with transaction(con):
                     _record(con, version, target, manifest, rows, message_drops, example_drops)
-                    # Renamed inside the transaction: if the rename fails, no rows remain.
+                try:
                     os.rename(partial, target)
+                except OSError:
+                    _forget_unfinished(con, version, target)
+                    raise
             else:
                 os.rename(partial, target)
         finally:
@@ -398,7 +404,8 @@ def _render_files(rows: list[dict[str, Any]], rejected: dict[str, str], config: 
 
 def _write_files(folder: Path, files: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
     written = {}
-    for relpath in sorted(files):
+    # A split with no examples gets no file: mlx-lm fails on an empty one.
+    for relpath in sorted(p for p, lines in files.items() if lines):
         path = folder / relpath
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = files[relpath]

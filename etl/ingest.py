@@ -40,10 +40,10 @@ def _now() -> datetime:
 
 def _stored_watermark(con, source: str) -> Callable[[str], Any]:
     def lookup(stream: str) -> Any:
-        row = con.execute(
+        rows = con.execute(
             "SELECT value FROM watermarks WHERE source = ? AND stream = ?", [source, stream]
-        ).fetchone()
-        return json.loads(row[0]) if row else None
+        ).fetchall()
+        return json.loads(rows[0][0]) if rows else None
 
     return lookup
 

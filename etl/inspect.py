@@ -25,13 +25,13 @@ def _table(frame: pl.DataFrame) -> str:
 
 def status_report(warehouse: Path) -> str:
     with open_warehouse(warehouse, read_only=True) as con:
-        counts = con.execute("SELECT source, kind, owner, messages, conversations FROM source_counts").pl()
-        runs = con.execute(
+        counts = con.sql("SELECT source, kind, owner, messages, conversations FROM source_counts").pl()
+        runs = con.sql(
             "SELECT source, finished_at, seen, new, unchanged, quarantined, run_id "
             "FROM ingest_runs ORDER BY finished_at DESC LIMIT 10"
         ).pl()
-        (quarantined,) = con.execute("SELECT count(*) FROM quarantine").fetchone()
-        builds = con.execute("SELECT version, built_at, examples, dropped FROM builds ORDER BY built_at").pl()
+        (quarantined,) = con.execute("SELECT count(*) FROM quarantine").fetchall()[0]
+        builds = con.sql("SELECT version, built_at, examples, dropped FROM builds ORDER BY built_at").pl()
     parts = [f"warehouse {warehouse}", "", "messages by source, kind and owner:"]
     parts.append(_table(counts) if counts.height else "  (none yet: run `etl ingest`)")
     parts += ["", "last ingest runs:", _table(runs) if runs.height else "  (none)"]

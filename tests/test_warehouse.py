@@ -29,7 +29,7 @@ def test_new_warehouse_is_private_migrated_and_utc(tmp_path):
     with open_warehouse(path) as con:
         names = {n for (n,) in con.execute("select name from _migrations").fetchall()}
         tables = {t for (t,) in con.execute("select table_name from information_schema.tables").fetchall()}
-        (tz,) = con.execute("select current_setting('TimeZone')").fetchone()
+        (tz,) = con.execute("select current_setting('TimeZone')").fetchall()[0]
     assert names == {m.__name__ for m in MIGRATIONS}
     assert {t.name for t in TABLES} <= tables
     assert {"messages", "source_counts", "build_drop_reasons"} <= tables
@@ -41,7 +41,7 @@ def test_migrations_run_once(tmp_path):
     path = tmp_path / "w.duckdb"
     for _ in range(2):
         with open_warehouse(path) as con:
-            (count,) = con.execute("select count(*) from _migrations").fetchone()
+            (count,) = con.execute("select count(*) from _migrations").fetchall()[0]
     assert count == len(MIGRATIONS)
 
 
@@ -50,7 +50,7 @@ def test_insert_is_idempotent_on_source_and_id(tmp_path):
     with open_warehouse(tmp_path / "w.duckdb") as con:
         first = insert_frame(con, RAW_MESSAGES, frame, ignore_existing=True)
         second = insert_frame(con, RAW_MESSAGES, frame, ignore_existing=True)
-        (rows,) = con.execute("select count(*) from raw_messages").fetchone()
+        (rows,) = con.execute("select count(*) from raw_messages").fetchall()[0]
     assert (first, second, rows) == (2, 0, 2)
 
 
@@ -61,7 +61,7 @@ def test_transaction_rolls_back_on_interrupt(tmp_path):
             with transaction(con):
                 insert_frame(con, RAW_MESSAGES, frame)
                 raise KeyboardInterrupt
-        (rows,) = con.execute("select count(*) from raw_messages").fetchone()
+        (rows,) = con.execute("select count(*) from raw_messages").fetchall()[0]
     assert rows == 0
 
 

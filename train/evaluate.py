@@ -108,6 +108,7 @@ def run_eval(
     max_tokens: int = 200,
 ) -> tuple[Path, Path, list[Row]]:
     """Answer the ten prompts with and without the adapters; write eval.md and eval.html."""
+    adapter = adapter.resolve()
     if not (adapter / "adapters.safetensors").is_file():
         raise EtlError(f"no adapters.safetensors in {adapter}; give the adapter folder of a finished run")
     model = model or base_model_of(adapter)

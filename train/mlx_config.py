@@ -26,7 +26,18 @@ def resolve(
         _follow_schedule(config, preset)
     if not config.get("model"):
         raise EtlError("the preset names no model: pass --model PATH_OR_REPO")
+    config["model"] = model_ref(config["model"])
     return config
+
+
+def model_ref(model: str) -> str:
+    """A local model by its absolute path, a hub repo by its id.
+
+    mlx-lm looks for a local folder first, as here; the absolute path keeps the
+    record meaningful whatever folder the command was run from.
+    """
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
 
 
 def _follow_schedule(config: dict[str, Any], preset: dict[str, Any]) -> None:

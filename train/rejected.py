@@ -20,6 +20,7 @@ import polars as pl
 from etl.errors import EtlError
 from etl.schemas import REJECTED_ANSWERS
 from etl.schemas.records import canonical_json, prompt_key
+from etl.train.mlx_config import model_ref
 from etl.train.verify import verified_manifest
 
 Messages = list[dict[str, str]]
@@ -75,12 +76,6 @@ def version_prompts(version_dir: Path) -> list[Messages]:
     return prompts
 
 
-def model_name(model: str) -> str:
-    """A local model by its absolute path (one key however it was typed), a hub repo by its id."""
-    path = Path(model).expanduser()
-    return str(path.resolve()) if path.exists() else model
-
-
 def generate(
     warehouse: Path,
     version_dir: Path,
@@ -93,7 +88,7 @@ def generate(
 ) -> Outcome:
     """Answer every prompt of the version not yet answered by `model` with `params`."""
     verified_manifest(version_dir)
-    model = model_name(model)
+    model = model_ref(model)
     prompts = version_prompts(version_dir)
     done = _stored_keys(warehouse, model, params.sha256)
     pending = [p for p in prompts if prompt_key(p) not in done]
@@ -202,4 +197,4 @@ def _imported(record: dict[str, Any], model: str | None, where: str) -> tuple[st
     line_model = record.get("model") or model
     if not line_model:
         raise EtlError(f"{where} names no model; add \"model\" to the line or pass --model")
-    return key, answer.strip(), model_name(line_model), record.get("params") or {"source": "import"}
+    return key, answer.strip(), model_ref(line_model), record.get("params") or {"source": "import"}

@@ -133,9 +133,9 @@ def insert_frame(
     columns = ", ".join(table.column_names)
     (inserted,) = con.execute(
         f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM ordered{conflict}"
-    ).fetchone()
+    ).fetchall()[0]
     return int(inserted)
 
 
 def query_frame(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> pl.DataFrame:
-    return con.execute(sql, params or []).pl()
+    return con.sql(sql, params=params or None).pl()

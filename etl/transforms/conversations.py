@@ -111,7 +111,7 @@ def build_examples(turns: pl.DataFrame, *, context_turns: int, context_chars: in
         .agg(
             pl.col("ctx_text").alias("context"),
             pl.col("ctx_role").alias("context_roles"),
-            pl.col("ctx_ids").flatten().alias("context_ids"),
+            pl.col("ctx_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("context_ids"),
         )
     )
     examples = owner.join(before, on="example_id", how="left").select(
