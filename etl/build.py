@@ -12,9 +12,11 @@ or depends on row order it did not set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +47,7 @@ class BuildResult:
     path: Path | None
     manifest: dict[str, Any]
     dry_run: bool = False
-    drops: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage; not in the manifest
 
     def summary(self) -> str:
         m = self.manifest
@@ -106,11 +108,12 @@ def _load_messages(con, config: Config, run_ids: list[str] | None) -> pl.DataFra
     )
 
 
-def _run_message_stages(messages: pl.DataFrame, config: Config):
+def _run_message_stages(messages: pl.DataFrame, config: Config, clock: "_Clock"):
     kept = messages.with_columns(drop_reason=pl.lit(None, pl.String))
     stages, drops = [], []
     for name, transform in message_stages(config):
-        out = transform(kept.lazy()).collect()
+        with clock(name):
+            out = transform(kept.lazy()).collect()
         newly = out.filter(pl.col("drop_reason").is_not_null())
         stages.append(_stage_counts(name, kept.height, newly["drop_reason"]))
         drops.append(
@@ -142,11 +145,13 @@ def _redaction_counts(kept: pl.DataFrame) -> dict[str, int]:
 # ----------------------------------------------------------------------------- example stages
 
 
-def _run_example_stages(kept: pl.DataFrame, config: Config):
+def _run_example_stages(kept: pl.DataFrame, config: Config, clock: "_Clock"):
     b = config.build
-    turns = conversations.assemble_turns(kept, gap_hours=b.conversation_gap_hours)
-    examples = conversations.build_examples(turns, context_turns=b.context_turns, context_chars=b.context_chars)
-    examples = conversations.drop_short_responses(examples, min_chars=b.min_response_chars)
+    with clock("turns"):
+        turns = conversations.assemble_turns(kept, gap_hours=b.conversation_gap_hours)
+    with clock("examples"):
+        examples = conversations.build_examples(turns, context_turns=b.context_turns, context_chars=b.context_chars)
+        examples = conversations.drop_short_responses(examples, min_chars=b.min_response_chars)
     dedup = DedupConfig(
         threshold=b.dedup_threshold,
         num_perm=b.dedup_num_perm,
@@ -154,7 +159,8 @@ def _run_example_stages(kept: pl.DataFrame, config: Config):
         seed=b.dedup_seed,
         max_reply_repeats=b.max_reply_repeats,
     )
-    examples = deduplicate(examples.lazy(), dedup).collect()
+    with clock("dedup"):
+        examples = deduplicate(examples.lazy(), dedup).collect()
     reasons = examples.filter(pl.col("drop_reason").is_not_null())
     stage = _stage_counts("examples", examples.height, reasons["drop_reason"])
     drops = reasons.select(
@@ -165,7 +171,8 @@ def _run_example_stages(kept: pl.DataFrame, config: Config):
         pl.col("dup_cluster").alias("detail") if "dup_cluster" in reasons.columns else pl.lit(None, pl.String).alias("detail"),
     )
     kept_examples = examples.filter(pl.col("drop_reason").is_null())
-    kept_examples = add_trajectory(kept_examples.lazy(), column="context").collect()
+    with clock("trajectory"):
+        kept_examples = add_trajectory(kept_examples.lazy(), column="context").collect()
     split = conversations.split_of(
         kept_examples["conv_key"].to_list(),
         train=b.split_train,
@@ -197,6 +204,18 @@ def _trajectory_of(row: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- the build
 
 
+class _Clock(dict):
+    """Seconds per stage, for `etl build --timings` and the benchmark."""
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[stage] = self.get(stage, 0.0) + time.perf_counter() - start
+
+
 def build_version(
     warehouse: Path,
     datasets: Path,
@@ -225,23 +244,17 @@ def build_version(
             "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id",
             [run_ids],
         ).fetchall()
-        messages = _load_messages(con, config, run_ids)
+        clock = _Clock()
+        with clock("load"):
+            messages = _load_messages(con, config, run_ids)
         rejected, rejected_through = _load_rejected(con, config, rejected_through)
 
-        kept, stages, message_drops, redactions = _run_message_stages(messages, config)
-        n_turns, n_candidates, example_stage, example_drops, examples = _run_example_stages(kept, config)
+        kept, stages, message_drops, redactions = _run_message_stages(messages, config, clock)
+        n_turns, n_candidates, example_stage, example_drops, examples = _run_example_stages(kept, config, clock)
         stages.append(example_stage)
-        system = config.build.system_text(config.owner)
-
-        rows = list(examples.iter_rows(named=True))
-        for row in rows:
-            prompt_system = system
-            if config.build.trajectory_tags:
-                prompt_system = f"{system} {trajectory_tag(row)}".strip()
-            row["messages"] = _messages_of(row, prompt_system)
-            row["system"] = prompt_system
-
-        files = _render_files(rows, rejected, config)
+        with clock("render"):
+            rows = _example_rows(examples, config)
+            files = _render_files(rows, rejected, config)
         split_counts = {s: sum(1 for r in rows if r["split"] == s) for s in SPLITS}
         dpo_records = sum(len(lines) for path, lines in files.items() if path.startswith("dpo/"))
         manifest: dict[str, Any] = {
@@ -277,7 +290,7 @@ def build_version(
             },
         }
         if dry_run:
-            return BuildResult(version, None, manifest, dry_run=True)
+            return BuildResult(version, None, manifest, dry_run=True, timings=dict(clock))
 
         datasets.mkdir(parents=True, exist_ok=True)
         _remove_stale_partials(datasets)
@@ -285,10 +298,11 @@ def build_version(
         shutil.rmtree(partial, ignore_errors=True)
         try:
             partial.mkdir(parents=True)
-            manifest["files"] = _write_files(partial, files)
-            manifest["dataset_sha256"] = dataset_sha256(manifest["files"])
-            (partial / "README.md").write_text(data_card(manifest), encoding="utf-8")
-            write_manifest_and_sums(partial, manifest)
+            with clock("write"):
+                manifest["files"] = _write_files(partial, files)
+                manifest["dataset_sha256"] = dataset_sha256(manifest["files"])
+                (partial / "README.md").write_text(data_card(manifest), encoding="utf-8")
+                write_manifest_and_sums(partial, manifest)
             if record:
                 # Rows first, then the folder appears: a build killed between the two leaves
                 # rows without a folder, which the next build of this version removes.
@@ -303,7 +317,7 @@ def build_version(
                 os.rename(partial, target)
         finally:
             shutil.rmtree(partial, ignore_errors=True)
-    return BuildResult(version, target, manifest)
+    return BuildResult(version, target, manifest, timings=dict(clock))
 
 
 def _check_version_name(version: str) -> None:
@@ -376,6 +390,16 @@ def _load_rejected(con, config: Config, through: str | None) -> tuple[dict[str, 
         answers.setdefault(key, answer)
         latest = max(latest or created, created)
     return answers, through if through is not None else latest
+
+
+def _example_rows(examples: pl.DataFrame, config: Config) -> list[dict[str, Any]]:
+    """Each kept example as a dict with its final ChatML `messages` and `system`."""
+    system = config.build.system_text(config.owner)
+    rows = list(examples.iter_rows(named=True))
+    for row in rows:
+        row["system"] = f"{system} {trajectory_tag(row)}".strip() if config.build.trajectory_tags else system
+        row["messages"] = _messages_of(row, row["system"])
+    return rows
 
 
 def _render_files(rows: list[dict[str, Any]], rejected: dict[str, str], config: Config) -> dict[str, list[str]]:

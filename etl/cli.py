@@ -159,8 +159,8 @@ def _ingest_command(source) -> click.Command:
             f"{result.unchanged:,} already present, {result.quarantined:,} quarantined "
             f"(run {result.run_id}, warehouse {obj.warehouse})"
         )
-        if result.new == 0 and result.seen:
-            click.echo("nothing new: the warehouse already had every message")
+        if result.new == 0:
+            click.echo("nothing new since the last run")
         for note in result.notes:
             click.echo(f"note: {note}")
         if result.quarantined:
@@ -250,8 +250,9 @@ def init(path, force):
 @click.option("--system-prompt")
 @click.option("--trajectory-tags/--no-trajectory-tags", default=None)
 @click.option("--redact-pii/--no-redact-pii", default=None)
+@click.option("--timings", is_flag=True, help="Print the seconds each stage took.")
 @click.pass_obj
-def build(obj, version, dry_run, sources_, **overrides):
+def build(obj, version, dry_run, sources_, timings, **overrides):
     """Clean, deduplicate, tag and split the warehouse into dataset VERSION.
 
     \b
@@ -260,10 +261,15 @@ def build(obj, version, dry_run, sources_, **overrides):
         etl build --version v2 --dedup-threshold 0.7 --dry-run
     """
     from etl.build import build_version
+    from etl.progress import stages
 
     config = _config(obj).with_build(sources=tuple(sources_) or None, **overrides)
-    result = build_version(obj.warehouse, obj.datasets, version, config, dry_run=dry_run)
+    with stages(f"building {version}"):
+        result = build_version(obj.warehouse, obj.datasets, version, config, dry_run=dry_run)
     click.echo(result.summary())
+    if timings:
+        for stage, seconds in result.timings.items():
+            click.echo(f"  {stage:<12} {seconds:8.2f} s", err=True)
 
 
 @cli.command()

@@ -33,13 +33,13 @@ def presets():
     click.echo(f"\nfiles in {bundled.PRESETS_DIR}; copy one, edit it, and pass its path to --preset")
 
 
-def _run_options(default_preset: str | None):
+def _run_options(default_preset: str):
     """The options `sft` and `dpo` share."""
 
     def decorate(command):
         options = [
             click.option("--version", "version", required=True, help="Dataset version (a name under --datasets, or a folder)."),
-            click.option("--preset", default=default_preset, required=default_preset is None, show_default=True,
+            click.option("--preset", default=default_preset, show_default=True,
                          help="Preset name (see `etl train presets`) or path of a YAML file."),
             click.option("--model", help="Local model folder or Hugging Face repo (overrides the preset)."),
             click.option("--iters", type=int, help="Training iterations."),
@@ -103,14 +103,15 @@ def _train(obj, mode, version, preset, model, iters, learning_rate, batch_size, 
         click.echo(f"# {plan.config_path}\n{mlx_config.dump(plan.config)}")
         click.echo(shlex.join(plan.command))
         return
-    require(*runs.TRAINER_MODULE[mode])
+    module, package = runs.TRAINERS[mode]
+    require(module, package)
     click.echo(f"run {plan.run_id}: {plan.version} (dataset sha256 {plan.dataset_sha256[:12]}…)")
     click.echo(shlex.join(plan.command))
     result = runs.execute(plan, obj.warehouse)
     losses = f"last train loss {_loss(result.train_loss)}, val loss {_loss(result.val_loss)}"
     if result.exit_status != 0:
         raise EtlError(
-            f"{runs.TRAINER[mode]} exited with status {result.exit_status} ({losses}); "
+            f"{package} exited with status {result.exit_status} ({losses}); "
             f"run {plan.run_id} is recorded in train_runs, its output in {plan.run_dir / 'train.log'}"
         )
     click.echo(f"run {plan.run_id} done: {losses}; adapters in {plan.adapter_path}")

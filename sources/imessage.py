@@ -1,13 +1,14 @@
 """iMessage: the Messages database of a Mac (`~/Library/Messages/chat.db`).
 
 The database is opened read-only through SQLite itself, so a running Messages.app
-(which keeps it open in WAL mode) is not disturbed. Everything that can be computed
-in SQL is: the conversation, sender, UTC time, kind and the metadata JSON. Python
-only decodes `attributedBody` (where current macOS keeps the text) and settles the
-few rows that need it: attachment placeholders, edits and unsends.
+(which keeps it open in WAL mode) is not disturbed. Messages are read in ROWID
+order, one short range query per batch; SQL converts dates and picks the kind,
+Polars joins chats and handles and writes the metadata JSON column-wise, and the
+only per-row Python work is decoding `attributedBody` (where current macOS keeps
+the text) and settling the few rows with attachments, edits or unsends.
 
 Runs are incremental: the watermark is the highest message ROWID read, per database.
-Messages edited or unsent after they were landed keep the version first landed.
+A message edited or unsent after it was landed keeps the version first landed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, source
 from etl.sources.message_summary import SummaryError, parse_summary_info
-from etl.sources.typedstream import DecodeError, decode_attributed_body
+from etl.sources.typedstream import DecodeError, decode_attributed_body_full, decode_common_layout
 
 DEFAULT_DB = "~/Library/Messages/chat.db"
 BATCH_ROWS = 50_000
@@ -67,20 +68,12 @@ def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
     try:
         stream = str(path.resolve())
         _record_file(ctx, path)
-        reader = _MessageReader(con, path)
+        reader = MessageReader(con, path)
         previous = ctx.previous_watermark(stream) or {}
-        last_rowid = int(previous.get("rowid", 0))
-        for rows in reader.batches(after_rowid=last_rowid):
-            last_rowid = rows[-1][0]
-            frame, quarantined = _to_batch(rows, path)
-            ctx.progress(len(rows))
-            yield Batch(
-                rows=frame,
-                quarantined=quarantined,
-                stream=stream,
-                watermark={"rowid": last_rowid},
-                seen=len(rows),
-            )
+        for batch in reader.batches(after_rowid=int(previous.get("rowid", 0))):
+            ctx.progress(batch.seen or 0)
+            batch.stream = stream
+            yield batch
         if reader.replaced_text:
             ctx.note(
                 f"{reader.replaced_text} message(s) in {path} had text that is not valid UTF-8; "
@@ -111,10 +104,7 @@ def open_database(path: Path) -> sqlite3.Connection:
         raise SourceError(f"{path} is not a SQLite database; expected the Messages database chat.db")
     try:
         con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        tables = {
-            name
-            for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
-        }
+        tables = _tables(con)
     except sqlite3.DatabaseError as exc:
         raise SourceError(_read_error(path, exc)) from None
     if "message" not in tables:
@@ -124,6 +114,10 @@ def open_database(path: Path) -> sqlite3.Connection:
             f"expected {DEFAULT_DB}"
         )
     return con
+
+
+def _tables(con: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
 def _read_error(path: Path, exc: sqlite3.DatabaseError) -> str:
@@ -171,116 +165,106 @@ def apple_time_us_sql(column: str) -> str:
     )
 
 
-class _MessageReader:
-    """The message query, built once for the columns this database has."""
+# The columns of the message query and their Polars types, in order.
+_MESSAGE_COLUMNS: dict[str, pl.DataType] = {
+    "rowid": pl.Int64,
+    "guid": pl.String,
+    "handle_id": pl.Int64,
+    "is_from_me": pl.Int64,
+    "sent_at_us": pl.Int64,
+    "kind": pl.String,
+    "text": pl.String,
+    "body": pl.Binary,
+    "reply_to": pl.String,
+    "service": pl.String,
+    "account": pl.String,
+    "edited": pl.Int64,
+    "details": pl.String,  # JSON of the columns only reactions and system rows use
+    "summary": pl.Binary,
+}
+_ROWID, _GUID, _KIND, _TEXT, _BODY, _SUMMARY = (
+    list(_MESSAGE_COLUMNS).index(name) for name in ("rowid", "guid", "kind", "text", "body", "summary")
+)
+_DETAILS = pl.Struct(
+    {
+        "associated_message_emoji": pl.String,
+        "associated_message_guid": pl.String,
+        "associated_message_type": pl.Int64,
+        "group_action_type": pl.Int64,
+        "group_title": pl.String,
+        "item_type": pl.Int64,
+        "other_handle": pl.String,
+    }
+)
+
+
+class MessageReader:
+    """Batches of raw rows from one Messages database, for the columns it has."""
 
     def __init__(self, con: sqlite3.Connection, path: Path):
         self.con = con
         self.path = path
         self.replaced_text = 0
         try:
-            self.tables = {
-                name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
+            self.tables = _tables(con)
             self.columns = {row[1] for row in con.execute("PRAGMA table_info(message)")}
-            self._load_chats()
+            self.handles = self._handles()
+            self.chats = self._chats()
             self.sql = self._message_sql()
         except sqlite3.DatabaseError as exc:
             raise SourceError(_read_error(path, exc)) from None
 
-    def col(self, name: str) -> str:
-        """`m.name`, or NULL where an older macOS has no such column."""
-        return f"m.{name}" if name in self.columns else "NULL"
-
-    def batches(self, after_rowid: int) -> Iterator[list[tuple]]:
-        """Message rows in ROWID order, BATCH_ROWS at a time.
+    def batches(self, after_rowid: int) -> Iterator[Batch]:
+        """Batches in ROWID order, each with its watermark.
 
         One short query per batch: no read transaction stays open across the
         whole run, so Messages.app can keep checkpointing its WAL meanwhile.
         """
         while True:
-            rows = self._fetch(after_rowid)
+            rows = self._fetch(self.sql, (after_rowid, BATCH_ROWS))
             if not rows:
                 return
-            yield rows
-            after_rowid = rows[-1][0]
+            first, last = rows[0][_ROWID], rows[-1][_ROWID]
+            chats = self._fetch_links("chat_message_join", "MIN(chat_id)", first, last)
+            attachments = self._fetch_links("message_attachment_join", "COUNT(*)", first, last)
+            frame, quarantined = self._shape(rows, chats, attachments)
+            after_rowid = last
+            yield Batch(rows=frame, quarantined=quarantined, watermark={"rowid": last}, seen=len(rows))
 
-    def _fetch(self, after_rowid: int) -> list[tuple]:
+    # -- queries
+
+    def _fetch(self, sql: str, params: tuple) -> list[tuple]:
         try:
             try:
-                return self.con.execute(self.sql, (after_rowid, BATCH_ROWS)).fetchall()
+                return self.con.execute(sql, params).fetchall()
             except sqlite3.OperationalError as exc:
                 if "decode" not in str(exc):
                     raise
                 # Some text is not valid UTF-8: read this batch leniently.
                 self.con.text_factory = _lenient_text
                 try:
-                    rows = self.con.execute(self.sql, (after_rowid, BATCH_ROWS)).fetchall()
+                    rows = self.con.execute(sql, params).fetchall()
                 finally:
                     self.con.text_factory = str
-                self.replaced_text += sum(1 for row in rows if row[9] and "\ufffd" in row[9])
+                self.replaced_text += sum(1 for row in rows if "\ufffd" in (row[_TEXT] or ""))
                 return rows
         except sqlite3.DatabaseError as exc:
             raise SourceError(_read_error(self.path, exc)) from None
 
-    def _load_chats(self) -> None:
-        """Chats with their members, into a temp table the message query joins.
-
-        TEMP lives outside the database file, so this works on a read-only connection.
-        """
-        self.con.execute(
-            "CREATE TEMP TABLE etl_chat (chat_id INTEGER PRIMARY KEY, guid TEXT, title TEXT, "
-            "is_group INTEGER, members TEXT)"
-        )
-        if "chat" not in self.tables:
-            return
-        chat_columns = {row[1] for row in self.con.execute("PRAGMA table_info(chat)")}
-        title = "display_name" if "display_name" in chat_columns else "NULL"
-        style = "style" if "style" in chat_columns else "NULL"
-        members: dict[int, list[str]] = {}
-        if {"chat_handle_join", "handle"} <= self.tables:
-            for chat_id, handle in self.con.execute(
-                "SELECT j.chat_id, h.id FROM chat_handle_join j JOIN handle h ON h.ROWID = j.handle_id"
-            ):
-                if handle is not None:
-                    members.setdefault(chat_id, []).append(handle)
+    def _fetch_links(self, table: str, aggregate: str, first: int, last: int) -> pl.DataFrame:
+        """message ROWID -> an aggregate over a join table, for one batch's range."""
         rows = []
-        for chat_id, guid, name, chat_style in self.con.execute(
-            f"SELECT ROWID, guid, {title}, {style} FROM chat"
-        ):
-            people = sorted(set(members.get(chat_id, ())))
-            is_group = chat_style == GROUP_CHAT_STYLE or len(people) > 1
-            rows.append((chat_id, guid, name or None, int(is_group), canonical_json(people) if is_group else None))
-        self.con.executemany("INSERT INTO etl_chat VALUES (?, ?, ?, ?, ?)", rows)
-
-    def _chat_id_sql(self) -> str:
-        if "chat_message_join" not in self.tables:
-            return "NULL"
-        if not self._indexed_by_message_id("chat_message_join"):
-            # Without an index a per-message lookup would scan the join table each time.
-            self.con.execute(
-                "CREATE TEMP TABLE etl_message_chat AS "
-                "SELECT message_id, MIN(chat_id) AS chat_id FROM chat_message_join GROUP BY message_id"
+        if table in self.tables:
+            rows = self._fetch(
+                f"SELECT message_id, {aggregate} FROM {table} "
+                "WHERE message_id BETWEEN ? AND ? GROUP BY message_id",
+                (first, last),
             )
-            self.con.execute("CREATE INDEX temp.etl_message_chat_id ON etl_message_chat (message_id)")
-            return "(SELECT chat_id FROM etl_message_chat WHERE message_id = m.ROWID)"
-        # A message sits in one chat; when merged chats list it twice, the oldest wins.
-        return "(SELECT MIN(chat_id) FROM chat_message_join WHERE message_id = m.ROWID)"
+        return pl.DataFrame(rows, schema={"rowid": pl.Int64, "value": pl.Int64}, orient="row")
 
-    def _indexed_by_message_id(self, table: str) -> bool:
-        for index in self.con.execute(f"PRAGMA index_list({table})"):
-            first = self.con.execute(f"PRAGMA index_info({index[1]})").fetchone()
-            if first and first[2] == "message_id":
-                return True
-        return False
-
-    def _attachments_sql(self) -> str:
-        if "message_attachment_join" not in self.tables:
-            return "0"
-        count = "(SELECT COUNT(*) FROM message_attachment_join WHERE message_id = m.ROWID)"
-        if "cache_has_attachments" in self.columns:
-            return f"CASE WHEN m.cache_has_attachments THEN {count} ELSE 0 END"
-        return count
+    def col(self, name: str) -> str:
+        """`m.name`, or NULL where an older macOS has no such column."""
+        return f"m.{name}" if name in self.columns else "NULL"
 
     def _message_sql(self) -> str:
         col = self.col
@@ -289,14 +273,25 @@ class _MessageReader:
             f"CASE WHEN substr({col('account')}, 2, 1) = ':' THEN substr({col('account')}, 3) "
             f"ELSE NULLIF({col('account')}, '') END)"
         )
-        has_handles = "handle" in self.tables
-        handle_id = "h.id" if has_handles else "NULL"
-        handle_join = "LEFT JOIN handle h ON h.ROWID = m.handle_id" if has_handles else ""
-        reaction = f"{col('associated_message_type')} BETWEEN {REACTION_TYPES[0]} AND {REACTION_TYPES[1]}"
-        system = f"COALESCE({col('item_type')}, 0) <> 0"
+        is_reaction = f"{col('associated_message_type')} BETWEEN {REACTION_TYPES[0]} AND {REACTION_TYPES[1]}"
+        is_system = f"COALESCE({col('item_type')}, 0) <> 0"
         kind = (
             f"CASE WHEN COALESCE({col('date_retracted')}, 0) > 0 THEN 'deleted' "
-            f"WHEN {reaction} THEN 'reaction' WHEN {system} THEN 'system' ELSE 'text' END"
+            f"WHEN {is_reaction} THEN 'reaction' WHEN {is_system} THEN 'system' ELSE 'text' END"
+        )
+        other_handle = (
+            f"(SELECT id FROM handle WHERE ROWID = {col('other_handle')})" if "handle" in self.tables else "NULL"
+        )
+        # Few rows need these columns: one JSON value (NULL elsewhere) keeps the fetch narrow.
+        details = (
+            f"CASE WHEN {is_reaction} OR {is_system} THEN json_object("
+            f"'associated_message_emoji', {col('associated_message_emoji')}, "
+            f"'associated_message_guid', {col('associated_message_guid')}, "
+            f"'associated_message_type', {col('associated_message_type')}, "
+            f"'group_action_type', {col('group_action_type')}, "
+            f"'group_title', {col('group_title')}, "
+            f"'item_type', {col('item_type')}, "
+            f"'other_handle', {other_handle}) END"
         )
         # Only edits and unsends make the summary plist worth parsing; `ec` and `rp`
         # are its keys for those (a binary plist stores a 2-byte key as 0x52 + bytes).
@@ -305,155 +300,266 @@ class _MessageReader:
             f"COALESCE({col('date_edited')}, 0) > 0 OR COALESCE({col('date_retracted')}, 0) > 0 "
             f"OR instr({summary}, X'526563') OR instr({summary}, X'527270')"
         )
-        attachments = self._attachments_sql()
-        metadata = _metadata_sql(
-            base={
-                "attachments": attachments,
-                "edited": _json_bool(f"COALESCE({col('date_edited')}, 0) > 0"),
-                "is_group": _json_bool("c.is_group"),
-                "rowid": "m.ROWID",
-                "service": col("service"),
-            },
-            group={"members": "json(c.members)"},
-            by_condition=(
-                (
-                    reaction,
-                    {
-                        "associated_message_emoji": col("associated_message_emoji"),
-                        "associated_message_guid": col("associated_message_guid"),
-                        "associated_message_type": col("associated_message_type"),
-                    },
-                ),
-                (
-                    system,
-                    {
-                        "group_action_type": col("group_action_type"),
-                        "group_title": col("group_title"),
-                        "item_type": col("item_type"),
-                    },
-                ),
-            ),
-        )
+        expressions = {
+            "rowid": "m.ROWID",
+            "guid": "m.guid",
+            "handle_id": col("handle_id"),
+            "is_from_me": col("is_from_me"),
+            "sent_at_us": apple_time_us_sql(col("date")),
+            "kind": kind,
+            "text": col("text"),
+            "body": col("attributedBody"),
+            "reply_to": f"NULLIF({col('thread_originator_guid')}, '')",
+            "service": col("service"),
+            "account": account,
+            "edited": f"COALESCE({col('date_edited')}, 0) > 0",
+            "details": details,
+            "summary": f"CASE WHEN {summary_needed} THEN {summary} END",
+        }
+        select = ",\n                ".join(expressions[name] for name in _MESSAGE_COLUMNS)
         return f"""
             SELECT
-                m.ROWID,
-                m.guid,
-                {account},
-                COALESCE(c.guid, 'handle:' || {handle_id}, 'message:' || m.guid),
-                c.title,
-                {apple_time_us_sql(col('date'))},
-                CASE WHEN {col('is_from_me')} THEN COALESCE({account}, 'me') ELSE {handle_id} END,
-                {col('is_from_me')},
-                {kind},
-                {col('text')},
-                {col('attributedBody')},
-                NULLIF({col('thread_originator_guid')}, ''),
-                {metadata},
-                CASE WHEN {summary_needed} THEN {summary} END,
-                {attachments}
+                {select}
             FROM message m
-            {handle_join}
-            LEFT JOIN etl_chat c ON c.chat_id = {self._chat_id_sql()}
             WHERE m.ROWID > ?
             ORDER BY m.ROWID
             LIMIT ?
         """
+
+    def _handles(self) -> pl.DataFrame:
+        rows = []
+        if "handle" in self.tables:
+            rows = self.con.execute("SELECT ROWID, id FROM handle").fetchall()
+        return pl.DataFrame(rows, schema={"handle_id": pl.Int64, "handle": pl.String}, orient="row")
+
+    def _chats(self) -> pl.DataFrame:
+        """Every chat with its guid, title, and members when it is a group."""
+        schema = {
+            "chat_id": pl.Int64,
+            "chat_guid": pl.String,
+            "conversation_title": pl.String,
+            "is_group": pl.Boolean,
+            "members": pl.List(pl.String),
+        }
+        if "chat" not in self.tables:
+            return pl.DataFrame(schema=schema)
+        chat_columns = {row[1] for row in self.con.execute("PRAGMA table_info(chat)")}
+        title = "display_name" if "display_name" in chat_columns else "NULL"
+        style = "style" if "style" in chat_columns else "NULL"
+        members: dict[int, set[str]] = {}
+        if {"chat_handle_join", "handle"} <= self.tables:
+            for chat_id, handle in self.con.execute(
+                "SELECT j.chat_id, h.id FROM chat_handle_join j JOIN handle h ON h.ROWID = j.handle_id"
+            ):
+                if handle is not None:
+                    members.setdefault(chat_id, set()).add(handle)
+        rows = []
+        for chat_id, guid, name, chat_style in self.con.execute(
+            f"SELECT ROWID, guid, {title}, {style} FROM chat"
+        ):
+            people = sorted(members.get(chat_id, ()))
+            is_group = chat_style == GROUP_CHAT_STYLE or len(people) > 1
+            rows.append((chat_id, guid, name or None, is_group, people if is_group else None))
+        return pl.DataFrame(rows, schema=schema, orient="row")
+
+    # -- rows
+
+    def _shape(
+        self, rows: list[tuple], chats: pl.DataFrame, attachments: pl.DataFrame
+    ) -> tuple[pl.DataFrame, list[Quarantined]]:
+        """Raw rows of one batch, plus the rows whose text could not be decoded."""
+        # The one per-row step: text from attributedBody, in the common layout.
+        texts: list[str | None] = []
+        undecoded = []  # blobs in another layout, for the full typedstream parser
+        for i, row in enumerate(rows):
+            text, body = row[_TEXT], row[_BODY]
+            if body is not None:
+                decoded = decode_common_layout(body)
+                if decoded is None:
+                    undecoded.append(i)
+                elif text is None or len(text) < len(decoded):
+                    text = decoded
+            texts.append(text)
+        columns = dict(zip(_MESSAGE_COLUMNS, zip(*rows)))
+        columns["text"] = texts
+        del columns["body"]
+        data = pl.DataFrame(
+            {name: pl.Series(name, columns[name], dtype=dtype) for name, dtype in _MESSAGE_COLUMNS.items() if name != "body"}
+        )
+        data = data.join(chats.rename({"value": "chat_id"}), on="rowid", how="left", maintain_order="left")
+        data = data.join(
+            attachments.rename({"value": "attachments"}), on="rowid", how="left", maintain_order="left"
+        ).with_columns(pl.col("attachments").fill_null(0))
+        # The rows plain column operations cannot settle go through Python one by one.
+        text = pl.col("text")
+        unusual = data.select(
+            pl.col("summary").is_not_null()
+            | text.is_null()
+            | (text == "")
+            | text.str.contains(PLACEHOLDER, literal=True)
+            | (pl.col("kind") == "deleted")
+        ).to_series()
+        indices = sorted(set(unusual.arg_true().to_list()) | set(undecoded))
+        extras: dict[int, dict] = {}
+        quarantined: list[Quarantined] = []
+        if indices:
+            data, extras, quarantined = self._settle_rows(data, rows, indices, set(undecoded))
+        frame = self._frame(data)
+        if extras:
+            frame = _merge_metadata(frame, extras)
+        if quarantined:
+            frame = frame.filter(pl.col("kind") != "quarantined")
+        return frame, quarantined
+
+    def _settle_rows(
+        self, data: pl.DataFrame, rows: list[tuple], indices: list[int], undecoded: set[int]
+    ) -> tuple[pl.DataFrame, dict[int, dict], list[Quarantined]]:
+        texts, attachments = data["text"], data["attachments"]
+        new_texts, new_kinds = [], []
+        extras: dict[int, dict] = {}
+        quarantined: list[Quarantined] = []
+        for i in indices:
+            row = rows[i]
+            text, kind, extra = texts[i], row[_KIND], {}
+            if i in undecoded:
+                try:
+                    decoded = decode_attributed_body_full(row[_BODY])
+                except DecodeError as exc:
+                    if not text:
+                        quarantined.append(self._quarantine(row, exc))
+                        new_texts.append(None)
+                        new_kinds.append("quarantined")
+                        continue
+                    extra["attributed_body_error"] = str(exc)
+                else:
+                    if text is None or len(text) < len(decoded):
+                        text = decoded
+            text, kind, settled = _settle(text, kind, row[_SUMMARY], attachments[i])
+            extra.update(settled)
+            if extra:
+                extras[i] = extra
+            new_texts.append(text)
+            new_kinds.append(kind)
+        data = data.with_columns(
+            data["text"].scatter(indices, pl.Series(new_texts, dtype=pl.String)),
+            data["kind"].scatter(indices, pl.Series(new_kinds, dtype=pl.String)),
+        )
+        return data, extras, quarantined
+
+    def _quarantine(self, row: tuple, exc: Exception) -> Quarantined:
+        return Quarantined(
+            location=f"{self.path} message ROWID {row[_ROWID]}",
+            reason=f"attributedBody: {exc}",
+            payload=base64.b64encode(row[_BODY]).decode("ascii"),
+            source_id=row[_GUID],
+        )
+
+    def _frame(self, data: pl.DataFrame) -> pl.DataFrame:
+        data = (
+            data.join(self.chats, on="chat_id", how="left", maintain_order="left")
+            .join(self.handles, on="handle_id", how="left", maintain_order="left")
+            .with_columns(pl.col("details").str.json_decode(_DETAILS))
+            .unnest("details")
+        )
+        is_from_me = pl.col("is_from_me").cast(pl.Boolean)
+        return raw_frame(
+            data.select(
+                source=pl.lit("imessage"),
+                source_id=pl.col("guid"),
+                account=pl.col("account"),
+                conversation_id=pl.coalesce(
+                    pl.col("chat_guid"),
+                    pl.lit("handle:") + pl.col("handle"),
+                    pl.lit("message:") + pl.col("guid"),
+                ),
+                conversation_title=pl.col("conversation_title"),
+                sent_at=pl.col("sent_at_us").cast(pl.Datetime("us", "UTC")),
+                sender=pl.when(is_from_me)
+                .then(pl.coalesce(pl.col("account"), pl.lit("me")))
+                .otherwise(pl.col("handle")),
+                sender_name=pl.lit(None, dtype=pl.String),
+                is_owner=is_from_me,
+                kind=pl.col("kind"),
+                text=pl.col("text"),
+                reply_to=pl.col("reply_to"),
+            )
+            .with_columns(metadata=_metadata(data))
+            .to_dict(as_series=True)
+        )
 
 
 def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def _json_bool(condition: str) -> str:
-    return f"json(CASE WHEN {condition} THEN 'true' ELSE 'false' END)"
+# ----------------------------------------------------------------------------- metadata
+
+# Keys every row has, and the keys of some rows only. The JSON is written with
+# sorted keys and no spaces: the same text `canonical_json` gives.
+_BASE_KEYS = {
+    "attachments": pl.col("attachments"),
+    "edited": pl.col("edited").cast(pl.Boolean),
+    "is_group": pl.col("is_group").fill_null(False),
+    "rowid": pl.col("rowid"),
+    "service": pl.col("service"),
+}
+_GROUP_KEYS = {"members": pl.col("members")}  # handles of the other members
+_REACTION_KEYS = {
+    "associated_message_emoji": pl.col("associated_message_emoji"),
+    "associated_message_guid": pl.col("associated_message_guid"),
+    "associated_message_type": pl.col("associated_message_type"),
+}
+_SYSTEM_KEYS = {  # renames, people added or removed
+    "group_action_type": pl.col("group_action_type"),
+    "group_title": pl.col("group_title"),
+    "item_type": pl.col("item_type"),
+    "other_handle": pl.col("other_handle"),  # who joined or left
+}
 
 
-def _json_object_sql(fields: dict[str, str]) -> str:
-    """json_object with keys in sorted order: the same text canonical_json writes."""
-    return "json_object(" + ", ".join(f"'{key}', {fields[key]}" for key in sorted(fields)) + ")"
+def _json_object(keys: dict[str, pl.Expr]) -> pl.Expr:
+    return pl.struct([keys[name].alias(name) for name in sorted(keys)]).struct.json_encode()
 
 
-def _metadata_sql(
-    base: dict[str, str], group: dict[str, str], by_condition: tuple[tuple[str, dict[str, str]], ...]
-) -> str:
-    """One json_object per kind of row, so keys that do not apply are left out."""
-    branches = []
-    for condition, extra in (*by_condition, ("1", {})):
-        with_group = _json_object_sql({**base, **extra, **group})
-        without = _json_object_sql({**base, **extra})
-        branches.append(
-            f"WHEN {condition} THEN CASE WHEN c.is_group THEN {with_group} ELSE {without} END"
-        )
-    return "CASE " + " ".join(branches) + " END"
+def _metadata(data: pl.DataFrame) -> pl.Series:
+    """The metadata JSON of every row: each kind of row is encoded with its own keys."""
+    is_reaction = pl.col("associated_message_type").is_between(*REACTION_TYPES).fill_null(False)
+    is_system = pl.col("item_type").fill_null(0) != 0
+    is_group = pl.col("is_group").fill_null(False)
+    tagged = data.with_row_index("position").with_columns(
+        shape=pl.when(is_reaction).then(0).when(is_system).then(2).otherwise(4) + is_group.cast(pl.Int32)
+    )
+    parts = []
+    for (shape,), rows in tagged.partition_by("shape", as_dict=True).items():
+        keys = {**_BASE_KEYS, **(_REACTION_KEYS, _SYSTEM_KEYS, {})[shape // 2]}
+        if shape % 2:
+            keys.update(_GROUP_KEYS)
+        parts.append(rows.select("position", metadata=_json_object(keys)))
+    return pl.concat(parts).sort("position")["metadata"]
 
 
-# ----------------------------------------------------------------------------- rows
-
-_COLUMNS = (
-    "rowid",
-    "source_id",
-    "account",
-    "conversation_id",
-    "conversation_title",
-    "sent_at",
-    "sender",
-    "is_owner",
-    "kind",
-    "text",
-    "body",
-    "reply_to",
-    "metadata",
-    "summary",
-    "attachments",
-)
+def _merge_metadata(frame: pl.DataFrame, extras: dict[int, dict]) -> pl.DataFrame:
+    """Add the keys only a few rows carry (edit counts, decode errors, …)."""
+    metadata = frame["metadata"]
+    indices = sorted(extras)
+    values = [canonical_json({**json.loads(metadata[i]), **extras[i]}) for i in indices]
+    return frame.with_columns(metadata.scatter(indices, values))
 
 
-def _to_batch(rows: list[tuple], path: Path) -> tuple[pl.DataFrame, list[Quarantined]]:
-    columns = dict(zip(_COLUMNS, (list(values) for values in zip(*rows))))
-    texts, kinds, metadata = columns["text"], columns["kind"], columns["metadata"]
-    bodies, summaries, attachments = columns["body"], columns["summary"], columns["attachments"]
-    quarantined: list[Quarantined] = []
-    drop: list[int] = []
-    for i, body in enumerate(bodies):
-        text = texts[i]
-        notes: dict | None = None
-        if body is not None:
-            try:
-                decoded = decode_attributed_body(body)
-            except DecodeError as exc:
-                if not text:
-                    quarantined.append(_quarantine(path, rows[i], exc))
-                    drop.append(i)
-                    continue
-                notes = {"attributed_body_error": str(exc)}
-            else:
-                if text is None or len(text) < len(decoded):
-                    text = decoded
-        if notes or summaries[i] is not None or not text or PLACEHOLDER in text:
-            text, kinds[i], metadata[i] = _settle(
-                text, kinds[i], metadata[i], summaries[i], attachments[i], notes
-            )
-        elif kinds[i] == "deleted":
-            text = None
-        texts[i] = text
-    frame = _frame(columns)
-    if drop:
-        keep = pl.Series([True] * len(rows))
-        keep[drop] = False
-        frame = frame.filter(keep)
-    return frame, quarantined
+# ----------------------------------------------------------------------------- settling
 
 
 def _settle(
-    text: str | None,
-    kind: str,
-    metadata: str,
-    summary_blob: bytes | None,
-    attachments: int,
-    notes: dict | None,
-) -> tuple[str | None, str, str]:
-    """Kind, text and metadata of the rows plain SQL cannot settle."""
-    extra: dict = dict(notes or {})
+    text: str | None, kind: str, summary_blob: bytes | None, attachments: int
+) -> tuple[str | None, str, dict]:
+    """Text, kind and extra metadata of the rows plain SQL cannot settle.
+
+    Attachment placeholders are removed from typed text; a message that is only
+    placeholders is an `attachment`. An edited message keeps its latest text
+    (Messages rewrites the row; the summary keeps the history); a message unsent
+    as a whole is `deleted` and keeps no text.
+    """
+    extra: dict = {}
     if summary_blob is not None:
         try:
             summary = parse_summary_info(summary_blob)
@@ -470,8 +576,8 @@ def _settle(
             elif summary.unsent_parts:
                 extra["unsent_parts"] = list(summary.unsent_parts)
     if kind == "deleted":
-        text = None
-    elif kind == "text" and text and PLACEHOLDER in text:
+        return None, kind, extra
+    if kind == "text" and text and PLACEHOLDER in text:
         placeholders = text.count(PLACEHOLDER)
         text = text.replace(PLACEHOLDER, "")
         if not attachments:
@@ -480,37 +586,4 @@ def _settle(
             kind, text = "attachment", None
     elif kind == "text" and not text and attachments:
         kind, text = "attachment", None
-    if extra:
-        merged = json.loads(metadata)
-        merged.update(extra)
-        metadata = canonical_json(merged)
-    return text, kind, metadata
-
-
-def _quarantine(path: Path, row: tuple, exc: Exception) -> Quarantined:
-    return Quarantined(
-        location=f"{path} message ROWID {row[0]}",
-        reason=f"attributedBody: {exc}",
-        payload=base64.b64encode(row[10]).decode("ascii"),
-        source_id=row[1],
-    )
-
-
-def _frame(columns: dict[str, list]) -> pl.DataFrame:
-    return raw_frame(
-        {
-            "source": ["imessage"] * len(columns["source_id"]),
-            "source_id": columns["source_id"],
-            "account": columns["account"],
-            "conversation_id": columns["conversation_id"],
-            "conversation_title": columns["conversation_title"],
-            "sent_at": pl.Series(columns["sent_at"], dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
-            "sender": columns["sender"],
-            "sender_name": pl.Series([None] * len(columns["source_id"]), dtype=pl.String),
-            "is_owner": pl.Series(columns["is_owner"], dtype=pl.Int64).cast(pl.Boolean),
-            "kind": columns["kind"],
-            "text": columns["text"],
-            "reply_to": columns["reply_to"],
-            "metadata": columns["metadata"],
-        }
-    )
+    return text, kind, extra

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,8 @@ SLOP_MARKERS = (
     "I apologize",
     "Happy to help",
 )
+# Longest first, matched without overlaps: "I'd be happy to help" counts once, not twice.
+_SLOP = re.compile("|".join(re.escape(m.lower()) for m in sorted(SLOP_MARKERS, key=len, reverse=True)))
 
 
 @dataclass
@@ -64,8 +67,7 @@ class Row:
 
 def slop_count(text: str) -> int:
     """How many times the answer uses an assistant-slop marker (case and apostrophe style ignored)."""
-    plain = text.replace("\u2019", "'").lower()
-    return sum(plain.count(marker.lower()) for marker in SLOP_MARKERS)
+    return len(_SLOP.findall(text.replace("\u2019", "'").lower()))
 
 
 def base_model_of(adapter: Path) -> str:

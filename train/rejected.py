@@ -21,7 +21,7 @@ from etl.errors import EtlError
 from etl.schemas import REJECTED_ANSWERS
 from etl.schemas.records import canonical_json, prompt_key
 from etl.train.mlx_config import model_ref
-from etl.train.verify import verified_manifest
+from etl.versions import verify_version
 
 Messages = list[dict[str, str]]
 
@@ -87,7 +87,7 @@ def generate(
     echo: Callable[[str], None] = print,
 ) -> Outcome:
     """Answer every prompt of the version not yet answered by `model` with `params`."""
-    verified_manifest(version_dir)
+    verify_version(version_dir)
     model = model_ref(model)
     prompts = version_prompts(version_dir)
     done = _stored_keys(warehouse, model, params.sha256)

@@ -27,13 +27,14 @@ from etl.paths import etl_home
 from etl.schemas import TRAIN_RUNS
 from etl.schemas.records import canonical_json
 from etl.train import mlx_config, presets, runner
-from etl.train.verify import verified_manifest
+from etl.versions import verify_version
 
 SPLITS = ("train", "valid", "test")
 # The data folder each mode hands to its trainer, inside a version.
 DATA_FOLDER = {"sft": "chatml", "dpo": "dpo"}
-TRAINER = {"sft": "mlx-lm", "dpo": "mlx-lm-lora"}
-TRAINER_MODULE = {"sft": ("mlx_lm", "mlx-lm"), "dpo": ("mlx_lm_lora", "mlx-lm-lora")}
+# The trainer of each mode: (module, package).
+TRAINERS = {"sft": ("mlx_lm", "mlx-lm"), "dpo": ("mlx_lm_lora", "mlx-lm-lora")}
+CONFIG_FILE = "config.yaml"
 
 
 def runs_root() -> Path:
@@ -57,7 +58,7 @@ class Plan:
 
     @property
     def config_path(self) -> Path:
-        return self.run_dir / "config.yaml"
+        return self.run_dir / CONFIG_FILE
 
 
 def plan_run(
@@ -68,23 +69,19 @@ def plan_run(
     adapter_path: Path | None = None,
 ) -> Plan:
     """Everything about a run, decided before anything is written or started."""
-    manifest = verified_manifest(version_dir)
+    manifest = verify_version(version_dir)
     run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{mode}-{version_dir.name}-{secrets.token_hex(2)}"
     run_dir = runs_root() / run_id
     adapters = (adapter_path or run_dir / "adapters").expanduser().resolve()
-    base = presets.load(preset)
-    batch_size = int(presets.apply_overrides(base, overrides).get("batch_size", 1))
     split_dir = version_dir.resolve() / DATA_FOLDER[mode]
+    config = mlx_config.resolve(presets.load(preset), overrides, data=split_dir, adapter_path=adapters)
     counts = {s: _records(split_dir / f"{s}.jsonl") for s in SPLITS}
-    _check_splits(mode, version_dir, counts, batch_size)
+    _check_splits(mode, version_dir, counts, int(config.get("batch_size", 1)))
     empty = [s for s in SPLITS if counts[s] == 0]
-    data = run_dir / "data" if empty else split_dir
-    config = mlx_config.resolve(base, overrides, data=data, adapter_path=adapters)
-    command = (
-        runner.sft_command(run_dir / "config.yaml")
-        if mode == "sft"
-        else runner.dpo_command(run_dir / "config.yaml", config)
-    )
+    if empty:
+        config["data"] = str(run_dir / "data")
+    config_path = run_dir / CONFIG_FILE
+    command = runner.sft_command(config_path) if mode == "sft" else runner.dpo_command(config_path, config)
     return Plan(
         run_id=run_id,
         mode=mode,
@@ -96,7 +93,7 @@ def plan_run(
         adapter_path=adapters,
         command=command,
         linked=[split_dir / f"{s}.jsonl" for s in SPLITS if counts[s]] if empty else [],
-        notes=_empty_notes(split_dir, empty),
+        notes=_empty_notes(split_dir, empty) + _step_notes(config),
     )
 
 
@@ -134,13 +131,25 @@ def _empty_notes(split_dir: Path, empty: list[str]) -> list[str]:
     return notes
 
 
+def _step_notes(config: dict[str, Any]) -> list[str]:
+    key = "grad_accumulation_steps" if "grad_accumulation_steps" in config else "gradient_accumulation_steps"
+    steps = int(config.get(key) or 1)
+    if int(config.get("iters") or steps) >= steps:
+        return []
+    return [
+        f"iters {config['iters']} is below {key} {steps}: the optimizer never steps and the adapters "
+        f"stay as initialised; for a quick check add --set {key}=1"
+    ]
+
+
 def execute(plan: Plan, warehouse: Path, echo: Callable[[str], None] | None = None) -> runner.RunResult:
     """Write the config, record the start, run the trainer, record how it ended."""
+    started = _now()
+    # First, so a warehouse in use by another process stops the run before anything is written.
+    _record_start(warehouse, plan, started)
     plan.run_dir.mkdir(parents=True)
     _link_data(plan)
     mlx_config.write(plan.config, plan.config_path)
-    started = _now()
-    _record_start(warehouse, plan, started)
     _write_run_json(plan, started)
     # The warehouse is closed while the trainer runs: DuckDB lets one process write at a time.
     result = runner.run(plan.command, log=plan.run_dir / "train.log", echo=echo)

@@ -102,9 +102,21 @@ def normalize_expr(expr: pl.Expr) -> pl.Expr:
     Null becomes "". A text with no letter or digit falls back to its
     lowercased, whitespace-collapsed form instead of becoming empty.
     """
-    lower = expr.fill_null("").str.to_lowercase()
-    words = lower.str.replace_all(r"[^\w]+", " ").str.strip_chars(" ")
-    fallback = lower.str.replace_all(r"\s+", " ").str.strip_chars()
+    return _normalize_lowered(expr.fill_null("").str.to_lowercase())
+
+
+# Characters that separate words in the key: anything but a letter, digit,
+# mark or "_", plus the invisible emoji joiners and variation selectors (marks
+# by category, they would otherwise survive as the whole key of "❤️").
+_NON_WORD = r"\W\x{FE00}-\x{FE0F}\x{200D}\x{20E3}"
+# Every run of them becomes one space; a lone space (the common case between
+# words) is not a match, which makes the replacement several times faster.
+_NON_WORD_RUNS = rf"[{_NON_WORD}]{{2,}}|[{_NON_WORD}&&[^ ]]"
+
+
+def _normalize_lowered(lower: pl.Expr) -> pl.Expr:
+    words = lower.str.replace_all(_NON_WORD_RUNS, " ").str.strip_chars(" ")
+    fallback = lower.str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars()
     return pl.when(words.str.len_bytes() > 0).then(words).otherwise(fallback)
 
 
@@ -389,7 +401,7 @@ def _bucket_edges(
     large: list[tuple[np.ndarray, np.ndarray]] = []
     m = keys.shape[1]
     idx = np.arange(m, dtype=np.int64)
-    for band in keys:
+    for band in keys if m > 1 else ():
         order = np.argsort(band, kind="stable")
         sk = band[order]
         new = np.empty(m, dtype=bool)
@@ -596,8 +608,8 @@ def _near_duplicates(
         stats.update(
             texts=m,
             shingles=int(counts.sum()),
-            bands=bands,
-            rows=rows,
+            lsh_bands=bands,
+            lsh_rows=rows,
             candidate_pairs=n_candidates,
             verified_pairs=int(len(src)),
             large_bucket_members=int(sum(len(x[0]) for x in large)),
@@ -688,8 +700,12 @@ def deduplicate(
         .select("__row", "example_id", "prompt", key, *[c for c in sort_cols if c not in ("example_id", key, "prompt")])
         .sort(sort_cols, nulls_last=True, maintain_order=True)
         .with_columns(
-            normalize_expr(pl.col("prompt")).alias("__np"),
-            normalize_expr(pl.col(key)).alias("__nr"),
+            pl.col("prompt").fill_null("").str.to_lowercase().alias("__np"),
+            pl.col(key).fill_null("").str.to_lowercase().alias("__nr"),
+        )
+        .with_columns(
+            _normalize_lowered(pl.col("__np")).alias("__np"),
+            _normalize_lowered(pl.col("__nr")).alias("__nr"),
         )
         .with_row_index("__rank")
         .select("__row", "__rank", "example_id", "__np", "__nr")
@@ -726,18 +742,21 @@ def deduplicate(
     ).with_columns(pl.col("__elig").cast(pl.UInt32).cum_sum().over("__nr").alias("__seen"))
     seen = active.get_column("__seen").to_numpy()
     repeats = eligible & (seen > cfg.max_reply_repeats)
-    reason = np.full(n_active, None, dtype=object)
-    reason[repeats] = DROP_REPLY_REPEATS
-    reason[near & ~dup] = DROP_NEAR_DUPLICATE
-    reason[dup] = DROP_DUPLICATE
     cluster_size = np.bincount(row_keeper_text, minlength=len(text_first))
     in_cluster = cluster_size[row_keeper_text] > 1
-    cluster_id = pl.Series(first_ids.to_numpy()[row_keeper_text] if n_active else [], dtype=pl.String)
     marks = pl.DataFrame(
         {
             "__row": active.get_column("__row"),
-            "__reason": pl.Series(reason, dtype=pl.String),
-            "__cluster": cluster_id,
+            "__reason": pl.select(
+                pl.when(pl.Series(dup))
+                .then(pl.lit(DROP_DUPLICATE))
+                .when(pl.Series(near))
+                .then(pl.lit(DROP_NEAR_DUPLICATE))
+                .when(pl.Series(repeats))
+                .then(pl.lit(DROP_REPLY_REPEATS))
+                .otherwise(pl.lit(None, dtype=pl.String))
+            ).to_series(),
+            "__cluster": first_ids.gather(row_keeper_text),
             "__cjac": active.get_column("__jac"),
             "__in": pl.Series(in_cluster, dtype=pl.Boolean),
         }
@@ -755,7 +774,7 @@ def deduplicate(
     if stats is not None:
         stats.update(near_stats)
         stats.update(
-            rows=df.height,
+            input_rows=df.height,
             active_rows=n_active,
             distinct_texts=len(text_first),
             duplicate=int(dup.sum()),

@@ -1,0 +1,303 @@
+"""Redact secrets (and optionally personal data) before text can reach a dataset.
+
+Each secret becomes a typed placeholder, `[SECRET:<type>]` (`[PII:<type>]` for personal
+data), and every replacement is listed in the `redactions` column so SQL can count what
+was removed. Patterns are Rust regexes run by Polars, so they have no look-around:
+context that must stay (the `password=` before a value, the user and host around a URL
+password) is captured as `pre`/`post` and written back. Placeholders start with `[`,
+which no pattern accepts where a secret starts, so redacting twice changes nothing.
+
+Only rows that any pattern can match are processed: one union regex picks them, the
+per-pattern passes run on that subset, and the results are joined back by row.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Callable, Iterable, NamedTuple
+
+import polars as pl
+
+REDACTIONS = "redactions"
+_ROW = "_redact_row"
+_B = r"(?-u:\b)"  # ASCII word boundary: secrets are ASCII, and it keeps the regex on the fast engine
+
+# Characters a token may be made of, and where a key's value stops.
+_TOKEN = r"[A-Za-z0-9_\-./+=~]"
+_VALUE_STOP = r"[^\s\"'\[\]<>(){},;&`]"
+# A key name must not continue a word or a placeholder ("[SECRET:…" is not a key).
+_KEY_START = r"(?:\A|[^\w\[.\-])"
+
+
+class SecretPattern(NamedTuple):
+    """One row of the pattern table.
+
+    `group` names the capture holding the secret: "0" replaces the whole match;
+    "secret" replaces only that group and keeps the `pre`/`post` groups around it.
+    `verify`, when set, is asked about each match (the secret's text) in Python and
+    only confirmed matches are replaced; the regex then only selects candidates.
+    """
+
+    name: str
+    pattern: str
+    group: str = "0"
+    verify: Callable[[str], bool] | None = None
+    kind: str = "SECRET"
+
+    @property
+    def placeholder(self) -> str:
+        return f"[{self.kind}:{self.name}]"
+
+    @property
+    def replacement(self) -> str:
+        if self.group == "0":
+            return self.placeholder
+        return "${pre}" + self.placeholder + "${post}"
+
+
+# ---------------------------------------------------------------- verifiers
+
+
+def luhn_valid(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = ord(ch) - 48
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+# Issuer prefixes of the major networks: a Luhn-valid order number is not a card.
+_CARD_ISSUER = re.compile(r"4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|2)|35|50|5[6-9]")
+
+
+def is_card_number(candidate: str) -> bool:
+    digits = re.sub(r"[ -]", "", candidate)
+    return 13 <= len(digits) <= 19 and bool(_CARD_ISSUER.match(digits)) and luhn_valid(digits)
+
+
+def is_phone_number(candidate: str) -> bool:
+    digits = re.sub(r"\D", "", candidate)
+    return 9 <= len(digits) <= 15
+
+
+def is_token_value(candidate: str) -> bool:
+    """A value after a generic key (`token=`, `secret:`) that looks machine-made:
+    at least 8 characters with a letter, and a digit or at least 16 characters."""
+    has_digit = any(ch.isdigit() for ch in candidate)
+    has_letter = any(ch.isalpha() for ch in candidate)
+    return len(candidate) >= 8 and has_letter and (has_digit or len(candidate) >= 16)
+
+
+# ---------------------------------------------------------------- the table
+
+_GENERIC_KEYS = r"(?i:[a-z0-9_.\-]*(?:secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key))"
+_PASSWORD_KEYS = r"(?i:[a-z0-9_.\-]*(?:password|passwd|pwd|passphrase))"
+_ASSIGN = r"[\"']?[ \t]*[:=][ \t]*[\"']?"
+
+# Ordered: specific formats before generic ones, so a key inside `token=` is typed by
+# its provider, not as a generic assignment.
+SECRET_PATTERNS: tuple[SecretPattern, ...] = (
+    SecretPattern(
+        "private_key",
+        # PEM, OpenSSH, PGP; also JSON-escaped ("\n") as in a GCP service-account file,
+        # and a pasted key missing its END line (up to where the base64 stops).
+        r"-----BEGIN[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----"
+        r"(?:[\s\S]*?-----END[A-Z ]{0,30}PRIVATE KEY(?: BLOCK)?-----|(?:[A-Za-z0-9+/=\s]|\\[nr])*)",
+    ),
+    SecretPattern("jwt", rf"{_B}eyJ[A-Za-z0-9_-]{{8,}}\.eyJ[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{16,}}"),
+    SecretPattern("anthropic_api_key", rf"{_B}sk-ant-[A-Za-z0-9_-]{{20,}}"),
+    SecretPattern("openai_api_key", rf"{_B}sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_-]{{20,}}|[A-Za-z0-9]{{32,}})"),
+    SecretPattern("stripe_key", rf"{_B}(?:(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{{10,}}|whsec_[A-Za-z0-9]{{24,}})"),
+    SecretPattern("github_token", rf"{_B}(?:gh[pousr]_[A-Za-z0-9]{{36,255}}|github_pat_[A-Za-z0-9_]{{22,255}})"),
+    SecretPattern("gitlab_token", rf"{_B}glpat-[A-Za-z0-9_-]{{20,}}"),
+    SecretPattern("slack_webhook", r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{8,}"),
+    SecretPattern("slack_token", rf"{_B}(?:xox[abeoprs]-[A-Za-z0-9-]{{10,}}|xapp-[0-9]-[A-Za-z0-9-]{{10,}})"),
+    SecretPattern(
+        "aws_access_key",
+        rf"{_B}(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|AROA|APKA)[A-Z0-9]{{16}}{_B}",
+    ),
+    SecretPattern(
+        "aws_secret_key",
+        # Forty base64 characters are only a secret next to their key name.
+        r"(?P<pre>(?i:aws_?secret_?access_?key|aws_?secret_?key|secret_?access_?key)" + _ASSIGN + ")"
+        r"(?P<secret>[A-Za-z0-9/+]{40})(?P<post>[^A-Za-z0-9/+=]|\z)",
+        group="secret",
+    ),
+    SecretPattern("google_api_key", rf"{_B}AIza[0-9A-Za-z_-]{{35}}"),
+    SecretPattern("google_oauth_token", rf"{_B}(?:ya29\.[0-9A-Za-z_-]{{20,}}|GOCSPX-[0-9A-Za-z_-]{{20,}})"),
+    SecretPattern("huggingface_token", rf"{_B}hf_[A-Za-z0-9]{{30,}}"),
+    SecretPattern("npm_token", rf"{_B}npm_[A-Za-z0-9]{{36}}{_B}"),
+    SecretPattern("pypi_token", rf"{_B}pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{{50,}}"),
+    SecretPattern("sendgrid_api_key", rf"{_B}SG\.[A-Za-z0-9_-]{{16,32}}\.[A-Za-z0-9_-]{{16,64}}"),
+    SecretPattern("twilio_api_key", rf"{_B}SK[0-9a-fA-F]{{32}}{_B}"),
+    SecretPattern("mailgun_api_key", rf"{_B}key-[0-9a-zA-Z]{{32}}{_B}"),
+    SecretPattern("mailchimp_api_key", rf"{_B}[0-9a-f]{{32}}-us[0-9]{{1,2}}{_B}"),
+    SecretPattern("digitalocean_token", rf"{_B}do[opr]_v1_[a-f0-9]{{64}}{_B}"),
+    SecretPattern("shopify_token", rf"{_B}shp(?:at|ca|pa|ss)_[a-fA-F0-9]{{32}}{_B}"),
+    SecretPattern("square_token", rf"{_B}sq0(?:atp|csp)-[0-9A-Za-z_-]{{22,43}}"),
+    SecretPattern("databricks_token", rf"{_B}dapi[a-f0-9]{{32}}{_B}"),
+    SecretPattern("telegram_bot_token", rf"{_B}[0-9]{{8,10}}:AA[0-9A-Za-z_-]{{33}}"),
+    SecretPattern(
+        "discord_bot_token", rf"{_B}[MNO][A-Za-z0-9_-]{{23,25}}\.[A-Za-z0-9_-]{{6}}\.[A-Za-z0-9_-]{{27,38}}{_B}"
+    ),
+    SecretPattern(
+        "azure_storage_key", r"(?P<pre>AccountKey=)(?P<secret>[A-Za-z0-9+/]{86}==)(?P<post>)", group="secret"
+    ),
+    SecretPattern(
+        "url_password",
+        # scheme://user:PASSWORD@host: user and host stay.
+        rf"(?P<pre>{_B}[a-zA-Z][a-zA-Z0-9+.\-]{{1,20}}://[^\s:/@\[\]]*:)(?P<secret>[^\s/@\[\]]+)(?P<post>@)",
+        group="secret",
+    ),
+    SecretPattern(
+        "bearer_token", rf"(?P<pre>{_B}(?i:bearer)[ \t]+)(?P<secret>[A-Za-z0-9\-._~+/]{{16,}}=*)(?P<post>)", group="secret"
+    ),
+    SecretPattern(
+        "basic_auth",
+        r"(?P<pre>(?i:authorization)[ \t]*:[ \t]*(?i:basic)[ \t]+)(?P<secret>[A-Za-z0-9+/]{8,}=*)(?P<post>)",
+        group="secret",
+    ),
+    SecretPattern(
+        "password_assignment",
+        rf"(?P<pre>{_KEY_START}{_PASSWORD_KEYS}{_ASSIGN})(?P<secret>{_VALUE_STOP}{{3,}})(?P<post>)",
+        group="secret",
+    ),
+    SecretPattern(
+        "password_assignment",
+        rf"(?P<pre>{_KEY_START}{_GENERIC_KEYS}{_ASSIGN})(?P<secret>{_TOKEN}{{8,}})(?P<post>)",
+        group="secret",
+        verify=is_token_value,
+    ),
+    SecretPattern("credit_card", rf"{_B}[0-9](?:[ -]?[0-9]){{12,18}}{_B}", verify=is_card_number),
+)
+
+PII_PATTERNS: tuple[SecretPattern, ...] = (
+    SecretPattern(
+        "email", rf"{_B}[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{{2,}}{_B}", kind="PII"
+    ),
+    SecretPattern(
+        "phone",
+        # +44 20 7946 0958, 0044…, (415) 555-0134, 415-555-0134, 020 7946 0958, 06 12 34 56 78;
+        # the verifier wants 9 to 15 digits, so dates and short numbers stay.
+        rf"(?:\+|{_B}00)[1-9][0-9]{{0,2}}[ .\-]?(?:\([0-9]{{1,4}}\)[ .\-]?)?[0-9]{{1,4}}(?:[ .\-]?[0-9]{{1,4}}){{1,5}}{_B}"
+        rf"|\([0-9]{{2,4}}\)[ .\-]?[0-9]{{3,4}}[ .\-]?[0-9]{{3,4}}{_B}"
+        rf"|{_B}0[0-9]{{1,4}}[ .\-][0-9]{{2,8}}(?:[ .\-][0-9]{{2,4}}){{0,3}}{_B}"
+        rf"|{_B}[0-9]{{3}}[.\-][0-9]{{3}}[.\-][0-9]{{4}}{_B}",
+        verify=is_phone_number,
+        kind="PII",
+    ),
+)
+
+
+def _patterns(pii: bool) -> tuple[SecretPattern, ...]:
+    return SECRET_PATTERNS + (PII_PATTERNS if pii else ())
+
+
+@functools.cache
+def _python_regex(pattern: str) -> re.Pattern[str]:
+    """The same pattern for Python's `re` (used only on the rows a verifier needs)."""
+    return re.compile(pattern.replace(_B, r"\b").replace(r"\z", r"\Z"), re.ASCII)
+
+
+def _verified_replace(pattern: SecretPattern) -> Callable[[pl.Series], pl.Series]:
+    regex = _python_regex(pattern.pattern)
+    verify = pattern.verify
+    assert verify is not None
+
+    def replace_match(m: re.Match[str]) -> str:
+        if pattern.group == "0":
+            return pattern.placeholder if verify(m.group(0)) else m.group(0)
+        if not verify(m.group("secret")):
+            return m.group(0)
+        return (m.group("pre") or "") + pattern.placeholder + (m.group("post") or "")
+
+    def replace_series(s: pl.Series) -> pl.Series:
+        mask = s.is_not_null()
+        if not mask.any():
+            return s
+        values = [regex.sub(replace_match, v) for v in s.filter(mask).to_list()]
+        return s.scatter(mask.arg_true(), pl.Series(values, dtype=pl.String))
+
+    return replace_series
+
+
+@functools.cache
+def _union(patterns: tuple[SecretPattern, ...]) -> str:
+    """One regex matching wherever any pattern could (group names dropped: they repeat)."""
+    return "|".join(f"(?:{re.sub(r'[(][?]P<[a-z]+>', '(?:', p.pattern)})" for p in patterns)
+
+
+def _redact_column(lf: pl.LazyFrame, column: str, patterns: Iterable[SecretPattern]) -> tuple[pl.LazyFrame, list[str]]:
+    """Apply every pattern to one column in order; returns the frame and the count columns."""
+    counts = []
+    for i, pattern in enumerate(patterns):
+        count = f"_redact_{column}_{i}"
+        col = pl.col(column)
+        if pattern.verify is None:
+            lf = lf.with_columns(
+                col.str.count_matches(pattern.pattern).alias(count),
+                col.str.replace_all(pattern.pattern, pattern.replacement),
+            )
+        else:
+            before = col.str.count_matches(pattern.placeholder, literal=True)
+            candidates = pl.when(col.str.contains(pattern.pattern)).then(col)
+            replaced = pl.coalesce(
+                candidates.map_batches(_verified_replace(pattern), return_dtype=pl.String, is_elementwise=True),
+                col,
+            )
+            lf = lf.with_columns(replaced, before.alias(count)).with_columns(
+                (col.str.count_matches(pattern.placeholder, literal=True) - pl.col(count)).alias(count)
+            )
+        counts.append((pattern.name, count))
+    return lf, counts  # type: ignore[return-value]
+
+
+def redact_secrets(
+    lf: pl.LazyFrame, *, pii: bool = False, columns: Iterable[str] = ("text",)
+) -> pl.LazyFrame:
+    """Replace secrets in the string `columns` with `[SECRET:<type>]` (and, with
+    `pii=True`, email addresses and phone numbers with `[PII:<type>]`).
+
+    Adds (or extends) `redactions`: List(String), one entry per replacement, the type
+    name. Idempotent: a second run changes no text and adds no entries.
+    """
+    columns = tuple(columns)
+    patterns = _patterns(pii)
+    union = _union(patterns)
+    names = lf.collect_schema().names()
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise KeyError(f"redact_secrets: no column {missing[0]!r}")
+
+    base = lf.with_row_index(_ROW)
+    could_match = pl.any_horizontal([pl.col(c).str.contains(union).fill_null(False) for c in columns])
+    subset = base.filter(could_match).select(_ROW, *columns)
+    all_counts = []
+    for column in columns:
+        subset, counts = _redact_column(subset, column, patterns)
+        all_counts += counts
+    found = pl.concat_list([pl.lit(name).repeat_by(pl.col(count)) for name, count in all_counts])
+    subset = subset.select(_ROW, *[pl.col(c).alias(f"{c}_redacted") for c in columns], found.alias("_redact_found"))
+
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    previous = pl.col(REDACTIONS).fill_null(empty) if REDACTIONS in names else empty
+    return (
+        base.join(subset, on=_ROW, how="left", maintain_order="left")
+        .with_columns(
+            *[pl.coalesce(f"{c}_redacted", c).alias(c) for c in columns],
+            pl.concat_list([previous, pl.col("_redact_found").fill_null(empty)]).alias(REDACTIONS),
+        )
+        .drop(_ROW, "_redact_found", *[f"{c}_redacted" for c in columns])
+    )
+
+
+def redact_str(s: str, pii: bool = False) -> tuple[str, list[str]]:
+    """`redact_secrets` on one string: the redacted text and the types replaced."""
+    frame = pl.DataFrame({"text": [s]}, schema={"text": pl.String})
+    row = redact_secrets(frame.lazy(), pii=pii).collect().row(0, named=True)
+    return row["text"], row[REDACTIONS]
