@@ -395,7 +395,9 @@ def _load_rejected(con, config: Config, through: str | None) -> tuple[dict[str, 
 def _example_rows(examples: pl.DataFrame, config: Config) -> list[dict[str, Any]]:
     """Each kept example as a dict with its final ChatML `messages` and `system`."""
     system = config.build.system_text(config.owner)
-    rows = list(examples.iter_rows(named=True))
+    # Column lists, not iter_rows: an order of magnitude faster on list columns.
+    columns = examples.to_dict(as_series=False)
+    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
     for row in rows:
         row["system"] = f"{system} {trajectory_tag(row)}".strip() if config.build.trajectory_tags else system
         row["messages"] = _messages_of(row, row["system"])
@@ -408,7 +410,7 @@ def _render_files(rows: list[dict[str, Any]], rejected: dict[str, str], config: 
     for split in SPLITS:
         chosen = [r for r in rows if r["split"] == split]
         files[f"chatml/{split}.jsonl"] = [canonical_json(chat_record(r["example_id"], r["messages"])) for r in chosen]
-        if "dpo" in formats:
+        if "dpo" in formats and rejected:
             lines = []
             for r in chosen:
                 answer = rejected.get(prompt_key(r["messages"][:-1]))

@@ -38,7 +38,8 @@ def _run_options(default_preset: str):
 
     def decorate(command):
         options = [
-            click.option("--version", "version", required=True, help="Dataset version (a name under --datasets, or a folder)."),
+            click.option("--version", "version", required=True,
+                         help="Dataset version (a name under --datasets, or a folder)."),
             click.option("--preset", default=default_preset, show_default=True,
                          help="Preset name (see `etl train presets`) or path of a YAML file."),
             click.option("--model", help="Local model folder or Hugging Face repo (overrides the preset)."),

@@ -61,6 +61,9 @@ class Table:
     doc: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
+    # False: the key is kept by the loader (an anti-join per batch) instead of a DuckDB
+    # PRIMARY KEY, whose index costs ~30 µs per inserted row: too slow for a million.
+    key_constraint: bool = True
 
     @property
     def column_names(self) -> list[str]:
@@ -74,7 +77,7 @@ class Table:
         lines = [
             f"    {c.name} {c.duckdb_type}{'' if c.nullable else ' NOT NULL'}" for c in self.columns
         ]
-        if self.primary_key:
+        if self.primary_key and self.key_constraint:
             lines.append(f"    PRIMARY KEY ({', '.join(self.primary_key)})")
         body = ",\n".join(lines)
         return f"CREATE TABLE IF NOT EXISTS {self.name} (\n{body}\n)"
@@ -103,6 +106,7 @@ RAW_MESSAGES = Table(
         Column("ingest_run_id", "str", "the run that landed the row", nullable=False),
     ),
     primary_key=("source", "source_id"),
+    key_constraint=False,
 )
 
 INGEST_RUNS = Table(
@@ -255,5 +259,7 @@ def raw_frame(rows: Iterable[Mapping[str, Any]] | Mapping[str, list]) -> pl.Data
     """Rows of a connector as a frame with exactly the raw schema (run id added on load)."""
     schema = RAW_MESSAGES.polars_schema(exclude=("ingest_run_id",))
     if isinstance(rows, Mapping):
-        return pl.DataFrame(rows, schema=schema)
+        height = len(next(iter(rows.values()))) if rows else 0
+        full = {name: rows.get(name, [None] * height) for name in schema}
+        return pl.DataFrame(full, schema=schema)
     return pl.from_dicts(list(rows), schema=schema)

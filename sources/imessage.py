@@ -2,10 +2,11 @@
 
 The database is opened read-only through SQLite itself, so a running Messages.app
 (which keeps it open in WAL mode) is not disturbed. Messages are read in ROWID
-order, one short range query per batch; SQL converts dates and picks the kind,
-Polars joins chats and handles and writes the metadata JSON column-wise, and the
-only per-row Python work is decoding `attributedBody` (where current macOS keeps
-the text) and settling the few rows with attachments, edits or unsends.
+order, one short range query per batch; SQL converts dates and packs each row's
+yes/no facts into flags, Polars picks the kind, joins chats and handles and writes
+the metadata JSON column-wise, and the only per-row Python work is decoding
+`attributedBody` (where current macOS keeps the text) and settling the few rows
+with attachments, edits or unsends.
 
 Runs are incremental: the watermark is the highest message ROWID read, per database.
 A message edited or unsent after it was landed keeps the version first landed.
@@ -16,7 +17,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import queue
 import sqlite3
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -69,8 +72,15 @@ def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
         stream = str(path.resolve())
         _record_file(ctx, path)
         reader = MessageReader(con, path)
-        previous = ctx.previous_watermark(stream) or {}
-        for batch in reader.batches(after_rowid=int(previous.get("rowid", 0))):
+        previous = ctx.previous_watermark(stream)
+        after = int(previous.get("rowid", 0)) if isinstance(previous, dict) else 0
+        if after > reader.newest_rowid():
+            ctx.note(
+                f"{path} ends before message ROWID {after}, where the last run stopped: it was "
+                "replaced or restored, so it is read again from the start (landed messages stay)"
+            )
+            after = 0
+        for batch in read_ahead(reader.batches(after_rowid=after)):
             ctx.progress(batch.seen or 0)
             batch.stream = stream
             yield batch
@@ -81,6 +91,51 @@ def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
             )
     finally:
         con.close()
+
+
+def read_ahead(batches: Iterator[Batch], depth: int = 1) -> Iterator[Batch]:
+    """Yield from `batches`, producing up to `depth` batches ahead in a thread.
+
+    SQLite, Polars and the loader's DuckDB insert all release the GIL, so on two
+    cores reading the next batch overlaps with storing this one. Memory stays
+    bounded by `depth` batches; an error in the thread is raised here.
+    """
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    finished = object()
+
+    def hand_over(item) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not hand_over(batch):
+                    return
+        except BaseException as exc:  # re-raised in the consuming thread
+            hand_over(exc)
+            return
+        hand_over(finished)
+
+    worker = threading.Thread(target=produce, name="imessage-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is finished:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 # ----------------------------------------------------------------------------- opening
@@ -103,7 +158,8 @@ def open_database(path: Path) -> sqlite3.Connection:
     if magic != SQLITE_MAGIC:
         raise SourceError(f"{path} is not a SQLite database; expected the Messages database chat.db")
     try:
-        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        # Used by the read-ahead thread once the schema is known, never by two at once.
+        con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         tables = _tables(con)
     except sqlite3.DatabaseError as exc:
         raise SourceError(_read_error(path, exc)) from None
@@ -165,26 +221,28 @@ def apple_time_us_sql(column: str) -> str:
     )
 
 
-# The columns of the message query and their Polars types, in order.
+# The columns of the message query and their Polars types, in order. The query is
+# kept narrow (each column read costs on every message); what only a few rows need
+# is fetched for those rows alone (`_details`).
 _MESSAGE_COLUMNS: dict[str, pl.DataType] = {
     "rowid": pl.Int64,
     "guid": pl.String,
-    "handle_id": pl.Int64,
-    "is_from_me": pl.Int64,
-    "sent_at_us": pl.Int64,
-    "kind": pl.String,
     "text": pl.String,
     "body": pl.Binary,
+    "sent_at_us": pl.Int64,
+    "handle_id": pl.Int64,
+    "flags": pl.Int64,
     "reply_to": pl.String,
     "service": pl.String,
     "account": pl.String,
-    "edited": pl.Int64,
-    "details": pl.String,  # JSON of the columns only reactions and system rows use
-    "summary": pl.Binary,
 }
-_ROWID, _GUID, _KIND, _TEXT, _BODY, _SUMMARY = (
-    list(_MESSAGE_COLUMNS).index(name) for name in ("rowid", "guid", "kind", "text", "body", "summary")
+_ROWID, _GUID, _TEXT, _BODY, _FLAGS = (
+    list(_MESSAGE_COLUMNS).index(name) for name in ("rowid", "guid", "text", "body", "flags")
 )
+# Bits of `flags`, one per yes/no fact SQL reads from the row.
+FROM_ME, EDITED, RETRACTED, REACTION, SYSTEM, HAS_HISTORY = (1 << bit for bit in range(6))
+_NEEDS_DETAILS = EDITED | RETRACTED | REACTION | SYSTEM | HAS_HISTORY
+
 _DETAILS = pl.Struct(
     {
         "associated_message_emoji": pl.String,
@@ -211,8 +269,12 @@ class MessageReader:
             self.handles = self._handles()
             self.chats = self._chats()
             self.sql = self._message_sql()
+            self.details_sql = self._details_sql()
         except sqlite3.DatabaseError as exc:
             raise SourceError(_read_error(path, exc)) from None
+
+    def newest_rowid(self) -> int:
+        return self._fetch("SELECT COALESCE(MAX(ROWID), 0) FROM message", ())[0][0]
 
     def batches(self, after_rowid: int) -> Iterator[Batch]:
         """Batches in ROWID order, each with its watermark.
@@ -227,7 +289,8 @@ class MessageReader:
             first, last = rows[0][_ROWID], rows[-1][_ROWID]
             chats = self._fetch_links("chat_message_join", "MIN(chat_id)", first, last)
             attachments = self._fetch_links("message_attachment_join", "COUNT(*)", first, last)
-            frame, quarantined = self._shape(rows, chats, attachments)
+            details = self._details([row[_ROWID] for row in rows if row[_FLAGS] & _NEEDS_DETAILS])
+            frame, quarantined = self._shape(rows, chats, attachments, details)
             after_rowid = last
             yield Batch(rows=frame, quarantined=quarantined, watermark={"rowid": last}, seen=len(rows))
 
@@ -262,59 +325,39 @@ class MessageReader:
             )
         return pl.DataFrame(rows, schema={"rowid": pl.Int64, "value": pl.Int64}, orient="row")
 
+    def _details(self, rowids: list[int]) -> dict[int, tuple[str | None, bytes | None]]:
+        """ROWID -> (reaction/system columns as JSON, summary plist) for the rows that have them."""
+        if not rowids:
+            return {}
+        rows = self._fetch(self.details_sql, (json.dumps(rowids),))
+        return {rowid: (details, summary) for rowid, details, summary in rows}
+
     def col(self, name: str) -> str:
         """`m.name`, or NULL where an older macOS has no such column."""
         return f"m.{name}" if name in self.columns else "NULL"
 
     def _message_sql(self) -> str:
         col = self.col
-        account = (
-            f"COALESCE(NULLIF({col('destination_caller_id')}, ''), "
-            f"CASE WHEN substr({col('account')}, 2, 1) = ':' THEN substr({col('account')}, 3) "
-            f"ELSE NULLIF({col('account')}, '') END)"
-        )
-        is_reaction = f"{col('associated_message_type')} BETWEEN {REACTION_TYPES[0]} AND {REACTION_TYPES[1]}"
-        is_system = f"COALESCE({col('item_type')}, 0) <> 0"
-        kind = (
-            f"CASE WHEN COALESCE({col('date_retracted')}, 0) > 0 THEN 'deleted' "
-            f"WHEN {is_reaction} THEN 'reaction' WHEN {is_system} THEN 'system' ELSE 'text' END"
-        )
-        other_handle = (
-            f"(SELECT id FROM handle WHERE ROWID = {col('other_handle')})" if "handle" in self.tables else "NULL"
-        )
-        # Few rows need these columns: one JSON value (NULL elsewhere) keeps the fetch narrow.
-        details = (
-            f"CASE WHEN {is_reaction} OR {is_system} THEN json_object("
-            f"'associated_message_emoji', {col('associated_message_emoji')}, "
-            f"'associated_message_guid', {col('associated_message_guid')}, "
-            f"'associated_message_type', {col('associated_message_type')}, "
-            f"'group_action_type', {col('group_action_type')}, "
-            f"'group_title', {col('group_title')}, "
-            f"'item_type', {col('item_type')}, "
-            f"'other_handle', {other_handle}) END"
-        )
-        # Only edits and unsends make the summary plist worth parsing; `ec` and `rp`
-        # are its keys for those (a binary plist stores a 2-byte key as 0x52 + bytes).
-        summary = col("message_summary_info")
-        summary_needed = (
-            f"COALESCE({col('date_edited')}, 0) > 0 OR COALESCE({col('date_retracted')}, 0) > 0 "
-            f"OR instr({summary}, X'526563') OR instr({summary}, X'527270')"
-        )
+        flags = {
+            FROM_ME: f"COALESCE({col('is_from_me')}, 0) <> 0",
+            EDITED: f"COALESCE({col('date_edited')}, 0) > 0",
+            RETRACTED: f"COALESCE({col('date_retracted')}, 0) > 0",
+            REACTION: f"COALESCE({col('associated_message_type')} BETWEEN {REACTION_TYPES[0]} "
+            f"AND {REACTION_TYPES[1]}, 0)",
+            SYSTEM: f"COALESCE({col('item_type')}, 0) <> 0",
+            HAS_HISTORY: self._history_sql(),
+        }
         expressions = {
             "rowid": "m.ROWID",
             "guid": "m.guid",
-            "handle_id": col("handle_id"),
-            "is_from_me": col("is_from_me"),
-            "sent_at_us": apple_time_us_sql(col("date")),
-            "kind": kind,
             "text": col("text"),
             "body": col("attributedBody"),
+            "sent_at_us": apple_time_us_sql(col("date")),
+            "handle_id": col("handle_id"),
+            "flags": " | ".join(f"(({condition}) * {bit})" for bit, condition in flags.items()),
             "reply_to": f"NULLIF({col('thread_originator_guid')}, '')",
             "service": col("service"),
-            "account": account,
-            "edited": f"COALESCE({col('date_edited')}, 0) > 0",
-            "details": details,
-            "summary": f"CASE WHEN {summary_needed} THEN {summary} END",
+            "account": f"COALESCE(NULLIF({col('destination_caller_id')}, ''), {col('account')})",
         }
         select = ",\n                ".join(expressions[name] for name in _MESSAGE_COLUMNS)
         return f"""
@@ -325,6 +368,41 @@ class MessageReader:
             ORDER BY m.ROWID
             LIMIT ?
         """
+
+    def _history_sql(self) -> str:
+        """True when message_summary_info holds edits or unsends worth parsing.
+
+        Most rows carry a summary with bookkeeping keys only; `ec` (edits) and `rp`
+        (unsent parts) are the keys that matter, and a binary plist stores a 2-byte
+        key as 0x52 followed by its bytes.
+        """
+        summary = self.col("message_summary_info")
+        return f"COALESCE(instr({summary}, X'526563') OR instr({summary}, X'527270'), 0)"
+
+    def _details_sql(self) -> str:
+        col = self.col
+        worth_parsing = (
+            f"COALESCE({col('date_edited')}, 0) > 0 OR COALESCE({col('date_retracted')}, 0) > 0 "
+            f"OR {self._history_sql()}"
+        )
+        other_handle = "NULL"  # who joined or left, for membership changes
+        if "handle" in self.tables:
+            other_handle = f"(SELECT id FROM handle WHERE ROWID = {col('other_handle')})"
+        details = _json_object_sql(
+            {
+                "associated_message_emoji": col("associated_message_emoji"),
+                "associated_message_guid": col("associated_message_guid"),
+                "associated_message_type": col("associated_message_type"),
+                "group_action_type": col("group_action_type"),
+                "group_title": col("group_title"),
+                "item_type": col("item_type"),
+                "other_handle": other_handle,
+            }
+        )
+        return (
+            f"SELECT m.ROWID, {details}, CASE WHEN {worth_parsing} THEN {col('message_summary_info')} END "
+            "FROM message m WHERE m.ROWID IN (SELECT value FROM json_each(?))"
+        )
 
     def _handles(self) -> pl.DataFrame:
         rows = []
@@ -365,7 +443,11 @@ class MessageReader:
     # -- rows
 
     def _shape(
-        self, rows: list[tuple], chats: pl.DataFrame, attachments: pl.DataFrame
+        self,
+        rows: list[tuple],
+        chats: pl.DataFrame,
+        attachments: pl.DataFrame,
+        details: dict[int, tuple[str | None, bytes | None]],
     ) -> tuple[pl.DataFrame, list[Quarantined]]:
         """Raw rows of one batch, plus the rows whose text could not be decoded."""
         # The one per-row step: text from attributedBody, in the common layout.
@@ -382,9 +464,26 @@ class MessageReader:
             texts.append(text)
         columns = dict(zip(_MESSAGE_COLUMNS, zip(*rows)))
         columns["text"] = texts
-        del columns["body"]
         data = pl.DataFrame(
-            {name: pl.Series(name, columns[name], dtype=dtype) for name, dtype in _MESSAGE_COLUMNS.items() if name != "body"}
+            [
+                pl.Series(name, columns[name], dtype=dtype)
+                for name, dtype in _MESSAGE_COLUMNS.items()
+                if name != "body"  # decoded above; kept in `rows` for the rare full parse
+            ]
+        )
+        rowids = columns["rowid"]
+        flags = pl.col("flags")
+        data = data.with_columns(
+            kind=pl.when(flags & RETRACTED != 0)
+            .then(pl.lit("deleted"))
+            .when(flags & REACTION != 0)
+            .then(pl.lit("reaction"))
+            .when(flags & SYSTEM != 0)
+            .then(pl.lit("system"))
+            .otherwise(pl.lit("text")),
+            details=pl.Series([details[r][0] if r in details else None for r in rowids], dtype=pl.String)
+            if details
+            else pl.lit(None, dtype=pl.String),
         )
         data = data.join(chats.rename({"value": "chat_id"}), on="rowid", how="left", maintain_order="left")
         data = data.join(
@@ -393,17 +492,16 @@ class MessageReader:
         # The rows plain column operations cannot settle go through Python one by one.
         text = pl.col("text")
         unusual = data.select(
-            pl.col("summary").is_not_null()
+            (flags & (EDITED | RETRACTED | HAS_HISTORY) != 0)
             | text.is_null()
             | (text == "")
             | text.str.contains(PLACEHOLDER, literal=True)
-            | (pl.col("kind") == "deleted")
         ).to_series()
         indices = sorted(set(unusual.arg_true().to_list()) | set(undecoded))
         extras: dict[int, dict] = {}
         quarantined: list[Quarantined] = []
         if indices:
-            data, extras, quarantined = self._settle_rows(data, rows, indices, set(undecoded))
+            data, extras, quarantined = self._settle_rows(data, rows, indices, set(undecoded), details)
         frame = self._frame(data)
         if extras:
             frame = _merge_metadata(frame, extras)
@@ -412,15 +510,20 @@ class MessageReader:
         return frame, quarantined
 
     def _settle_rows(
-        self, data: pl.DataFrame, rows: list[tuple], indices: list[int], undecoded: set[int]
+        self,
+        data: pl.DataFrame,
+        rows: list[tuple],
+        indices: list[int],
+        undecoded: set[int],
+        details: dict[int, tuple[str | None, bytes | None]],
     ) -> tuple[pl.DataFrame, dict[int, dict], list[Quarantined]]:
-        texts, attachments = data["text"], data["attachments"]
+        picked = data[indices].select("text", "kind", "attachments").rows()
         new_texts, new_kinds = [], []
         extras: dict[int, dict] = {}
         quarantined: list[Quarantined] = []
-        for i in indices:
+        for i, (text, kind, attachments) in zip(indices, picked):
             row = rows[i]
-            text, kind, extra = texts[i], row[_KIND], {}
+            extra = {}
             if i in undecoded:
                 try:
                     decoded = decode_attributed_body_full(row[_BODY])
@@ -434,7 +537,8 @@ class MessageReader:
                 else:
                     if text is None or len(text) < len(decoded):
                         text = decoded
-            text, kind, settled = _settle(text, kind, row[_SUMMARY], attachments[i])
+            summary = details.get(row[_ROWID], (None, None))[1]
+            text, kind, settled = _settle(text, kind, summary, attachments)
             extra.update(settled)
             if extra:
                 extras[i] = extra
@@ -461,9 +565,14 @@ class MessageReader:
             .with_columns(pl.col("details").str.json_decode(_DETAILS))
             .unnest("details")
         )
-        is_from_me = pl.col("is_from_me").cast(pl.Boolean)
+        from_me = pl.col("flags") & FROM_ME != 0
+        is_owner = from_me if "is_from_me" in self.columns else pl.lit(None, dtype=pl.Boolean)
+        # `account` is "E:name@…" or "P:+1…" when destination_caller_id is missing.
+        account = pl.col("account").str.replace(r"^[A-Za-z]:", "")
+        account = pl.when(account != "").then(account)
         return raw_frame(
-            data.select(
+            data.with_columns(account=account)
+            .select(
                 source=pl.lit("imessage"),
                 source_id=pl.col("guid"),
                 account=pl.col("account"),
@@ -474,11 +583,11 @@ class MessageReader:
                 ),
                 conversation_title=pl.col("conversation_title"),
                 sent_at=pl.col("sent_at_us").cast(pl.Datetime("us", "UTC")),
-                sender=pl.when(is_from_me)
+                sender=pl.when(from_me)
                 .then(pl.coalesce(pl.col("account"), pl.lit("me")))
                 .otherwise(pl.col("handle")),
                 sender_name=pl.lit(None, dtype=pl.String),
-                is_owner=is_from_me,
+                is_owner=is_owner,
                 kind=pl.col("kind"),
                 text=pl.col("text"),
                 reply_to=pl.col("reply_to"),
@@ -486,6 +595,10 @@ class MessageReader:
             .with_columns(metadata=_metadata(data))
             .to_dict(as_series=True)
         )
+
+
+def _json_object_sql(fields: dict[str, str]) -> str:
+    return "json_object(" + ", ".join(f"'{key}', {value}" for key, value in fields.items()) + ")"
 
 
 def _lenient_text(data: bytes) -> str:
@@ -498,7 +611,7 @@ def _lenient_text(data: bytes) -> str:
 # sorted keys and no spaces: the same text `canonical_json` gives.
 _BASE_KEYS = {
     "attachments": pl.col("attachments"),
-    "edited": pl.col("edited").cast(pl.Boolean),
+    "edited": pl.col("flags") & EDITED != 0,
     "is_group": pl.col("is_group").fill_null(False),
     "rowid": pl.col("rowid"),
     "service": pl.col("service"),

@@ -10,6 +10,7 @@ guessed from "printable runs": a blob is either parsed or rejected with `DecodeE
 from __future__ import annotations
 
 import typedstream as _typedstream
+from typedstream.types.foundation import NSString
 
 
 class DecodeError(ValueError):
@@ -38,8 +39,8 @@ _MUTABLE_ATTRIBUTED_STRING_PREAMBLE = (
     + b"\x92\x84\x84\x84\x0fNSMutableString\x01\x84\x84\x08NSString\x01\x95"
     + b"\x84\x01+"
 )
-_PREAMBLES = (_ATTRIBUTED_STRING_PREAMBLE, _MUTABLE_ATTRIBUTED_STRING_PREAMBLE)
-_FIRST_BYTE = _STREAM_HEADER[0]
+_PLAIN_END = len(_ATTRIBUTED_STRING_PREAMBLE)
+_MUTABLE_END = len(_MUTABLE_ATTRIBUTED_STRING_PREAMBLE)
 
 _INT16 = 0x81  # typedstream tag: a 2-byte little-endian integer follows
 _INT32 = 0x82  # typedstream tag: a 4-byte little-endian integer follows
@@ -60,12 +61,10 @@ def decode_common_layout(blob: bytes) -> str | None:
     For callers that decode millions of blobs: try this first, then
     `decode_attributed_body_full` for the rare None.
     """
-    if blob[:1] != b"\x04":
-        return None
     if blob.startswith(_ATTRIBUTED_STRING_PREAMBLE):
-        pos = len(_ATTRIBUTED_STRING_PREAMBLE)
+        pos = _PLAIN_END
     elif blob.startswith(_MUTABLE_ATTRIBUTED_STRING_PREAMBLE):
-        pos = len(_MUTABLE_ATTRIBUTED_STRING_PREAMBLE)
+        pos = _MUTABLE_END
     else:
         return None
     if pos >= len(blob):
@@ -108,7 +107,7 @@ def _first_string(value, depth: int = 0) -> str | None:
     """Depth-first search for the first NSString value, as Messages stores it first."""
     if depth > 8 or value is None:
         return None
-    if isinstance(value, _typedstream.types.foundation.NSString):
+    if isinstance(value, NSString):
         return value.value
     inner = getattr(value, "value", None)
     if isinstance(inner, str):

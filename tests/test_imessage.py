@@ -341,7 +341,7 @@ def _apple_time(value) -> int | None:
         (725803200000000000, datetime(2024, 1, 1, 12, tzinfo=UTC)),  # nanoseconds
         (725812199999986560, datetime(2024, 1, 1, 14, 29, 59, 999986, tzinfo=UTC)),
         (1_000_000_000_000_001, datetime(2001, 1, 12, 13, 46, 40, tzinfo=UTC)),  # just above 1e15: ns
-        (-31_536_000, datetime(2000, 1, 1, tzinfo=UTC)),  # before 2001
+        (-31_622_400, datetime(2000, 1, 1, tzinfo=UTC)),  # before 2001 (2000 was a leap year)
     ],
 )
 def test_apple_epoch_conversion(stored, expected):
@@ -508,3 +508,38 @@ def test_cli_ingest_is_idempotent_and_incremental(tmp_path):
         landed = con.execute("SELECT source_id, text FROM raw_messages ORDER BY sent_at").fetchall()
     expected = rows_of(SAMPLE).sort("sent_at").select("source_id", "text").rows()
     assert landed == expected
+
+
+def test_a_replaced_database_is_read_again(tmp_path):
+    db = tmp_path / "chat.db"
+    sample.make_chatdb(db, n_messages=20)
+    batches, ctx = read(db, watermark={"rowid": 244})  # the last run saw a longer history
+    assert sum(b.rows.height for b in batches) == 20
+    assert any("read again from the start" in note for note in ctx.notes)
+
+
+def test_read_ahead_keeps_order_raises_errors_and_stops_when_closed():
+    from etl.sources.imessage import read_ahead
+
+    assert list(read_ahead(iter(range(10)))) == list(range(10))
+
+    def failing():
+        yield 1
+        raise SourceError("damaged")
+
+    ahead = read_ahead(failing())
+    assert next(ahead) == 1
+    with pytest.raises(SourceError, match="damaged"):
+        next(ahead)
+
+    produced = []
+
+    def endless():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    ahead = read_ahead(endless())
+    assert next(ahead) == 0
+    ahead.close()  # the consumer gave up: the thread stops instead of reading on
+    assert len(produced) <= 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,33 +13,19 @@ import pytest
 from click.testing import CliRunner
 
 from etl.cli import cli
-from etl.schemas.records import canonical_json, chat_record, dpo_record, flatten_prompt, prompt_key
+from etl.schemas.records import prompt_key
 from etl.train import mlx_config, presets
 from etl.train.evaluate import PROMPTS, slop_count
 from etl.train.runner import LossTracker
-from etl.versions import dataset_sha256, write_manifest_and_sums
+from etl.versions import dataset_sha256, sha256_file, write_manifest_and_sums
 from etl.warehouse import open_warehouse
 
 mlx_lm = pytest.importorskip("mlx_lm", reason="the [train] extra is not installed")
 
-SYSTEM = "You are Sam. Be direct, casual and brief, as you always are."
-EXCHANGES = [
-    ("The deploy failed again.", "Show me the logs, then roll back staging."),
-    ("PR is up.", "Merge it once CI is green."),
-    ("Kafka or Rabbit?", "Rabbit. We are too small for Kafka."),
-    ("CI takes 45 min", "Cache the deps and split the suite."),
-    ("Tests or ship?", "Ship it, add a test for the bug after."),
-    ("Client wants an update", "Draft it tonight, I'll edit in the morning."),
-    ("Low on credits", "Kill the idle boxes first."),
-    ("Refactor auth?", "Patch it now, refactor next sprint."),
-    ("Lunch?", "Yes, the usual place at one."),
-    ("Did you push?", "Pushed, check main."),
-]
-
 
 @pytest.fixture(autouse=True)
 def _offline(monkeypatch):
-    # A test that reached for the hub would hang or fail here instead of downloading.
+    # A test that reached for the hub would fail here instead of downloading.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
 
@@ -50,61 +37,62 @@ def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
-def write_version(datasets: Path, name: str = "v1", *, splits=(14, 4, 2), dpo: bool = True) -> Path:
-    """A version folder as `etl build` writes it: chatml/, dpo/, manifest.json, SHA256SUMS."""
-    folder = datasets / name
-    records = []
-    for i in range(sum(splits)):
-        question, reply = EXCHANGES[i % len(EXCHANGES)]
-        messages = [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"{question} (#{i})"},
-            {"role": "assistant", "content": reply},
-        ]
-        records.append(chat_record(f"ex{i:03d}", messages))
-    files = {}
-    start = 0
-    for split, size in zip(("train", "valid", "test"), splits):
-        chosen = records[start : start + size]
-        start += size
-        pairs = [
-            dpo_record(SYSTEM, flatten_prompt(r["messages"][:-1]), r["messages"][-1]["content"],
-                       "Great question! I'd be happy to help you with that.")
-            for r in chosen
-        ] if dpo else []
-        for rel, lines in ((f"chatml/{split}.jsonl", chosen), (f"dpo/{split}.jsonl", pairs)):
-            path = folder / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text("".join(canonical_json(line) + "\n" for line in lines), encoding="utf-8")
-            files[rel] = {"sha256": _sha256(path), "bytes": path.stat().st_size, "records": len(lines)}
-    (folder / "README.md").write_text(f"# {name}\n", encoding="utf-8")
-    write_manifest_and_sums(folder, {"version": name, "dataset_sha256": dataset_sha256(files), "files": files, "config": {}})
-    return folder
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Path:
+    """The demo's warehouse and version v1: the bundled sample exports through the real build."""
+    from etl.demo import run_demo
 
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    home = tmp_path_factory.mktemp("demo") / "home"
+    run_demo(home, echo=lambda line: None)
+    return home
 
 
 @pytest.fixture
-def home(tmp_path) -> SimpleNamespace:
-    """A warehouse, a datasets folder with version v1, and a way to run `etl … train …`."""
-    warehouse = tmp_path / "w.duckdb"
-    datasets = tmp_path / "datasets"
-    version = write_version(datasets)
+def home(demo, tmp_path) -> SimpleNamespace:
+    """A copy of the demo's warehouse and datasets, and a way to run `etl … train …` on them."""
+    for name in ("warehouse.duckdb", "corpus.toml"):
+        shutil.copy(demo / name, tmp_path / name)
+    shutil.copytree(demo / "datasets", tmp_path / "datasets")
+    warehouse, datasets = tmp_path / "warehouse.duckdb", tmp_path / "datasets"
 
     def etl(*args):
-        return CliRunner().invoke(cli, ["--warehouse", str(warehouse), "--datasets", str(datasets), "train", *map(str, args)])
+        options = ["--warehouse", warehouse, "--datasets", datasets, "--config", tmp_path / "corpus.toml"]
+        return CliRunner().invoke(cli, [str(a) for a in (*options, *args)])
 
-    return SimpleNamespace(warehouse=warehouse, datasets=datasets, version=version, etl=etl,
-                           runs=tmp_path / "etl-home" / "runs")
+    return SimpleNamespace(warehouse=warehouse, datasets=datasets, version=datasets / "v1", etl=etl,
+                           runs=tmp_path / "etl-home" / "runs", config=tmp_path / "corpus.toml")
 
 
 def _rows(warehouse: Path, sql: str) -> list[tuple]:
     with open_warehouse(warehouse, read_only=True) as con:
         return con.execute(sql).fetchall()
+
+
+def _records(folder: Path) -> list[dict]:
+    return [json.loads(line) for split in ("train", "valid", "test") if (folder / f"{split}.jsonl").exists()
+            for line in (folder / f"{split}.jsonl").read_text().splitlines()]
+
+
+def _edited_copy(version: Path, name: str, edit) -> Path:
+    """A copy of `version` changed by `edit(folder)` and hashed again, as if a build had written it."""
+    folder = version.parent / name
+    shutil.copytree(version, folder)
+    edit(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    files = {}
+    for path in sorted((folder / "chatml").glob("*.jsonl")):
+        records = len(path.read_text().splitlines())
+        files[f"chatml/{path.name}"] = {"sha256": sha256_file(path), "bytes": path.stat().st_size, "records": records}
+    manifest.update(version=name, files=files, dataset_sha256=dataset_sha256(files))
+    write_manifest_and_sums(folder, manifest)
+    return folder
+
+
+def _answers_for_every_prompt(home, answer="Great question! I'd be happy to help you with that.") -> Path:
+    lines = [json.dumps({"messages": r["messages"], "answer": answer}) for r in _records(home.version / "chatml")]
+    path = home.version.parent.parent / "answers.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 # ----------------------------------------------------------------------------- presets and config
@@ -162,13 +150,15 @@ def test_loss_lines_of_each_trainer_are_understood():
 
 
 def test_dry_run_prints_command_and_config_and_runs_nothing(home, tiny_model):
-    result = home.etl("sft", "--version", "v1", "--preset", "7b-lora", "--model", tiny_model, "--iters", 5, "--dry-run")
+    result = home.etl("train", "sft", "--version", "v1", "--preset", "7b-lora", "--model", tiny_model, "--iters", 5,
+                      "--dry-run")
     assert result.exit_code == 0, result.output
     assert f"{sys.executable} -m mlx_lm lora --config {home.runs}" in result.output
     assert "fine_tune_type: lora" in result.output and "iters: 5" in result.output
     assert f"data: {home.version.resolve()}/chatml" in result.output
+    assert "the optimizer never steps" in result.output  # 5 iterations, 8 accumulation steps
     assert not home.runs.exists()
-    assert not home.warehouse.exists()
+    assert _rows(home.warehouse, "select count(*) from train_runs") == [(0,)]
 
 
 def test_tampered_version_is_refused_before_mlx_starts(home, tiny_model):
@@ -176,30 +166,33 @@ def test_tampered_version_is_refused_before_mlx_starts(home, tiny_model):
     data = bytearray(train.read_bytes())
     data[10] ^= 1
     train.write_bytes(bytes(data))
-    result = home.etl("sft", "--version", "v1", "--model", tiny_model, "--iters", 5)
+    result = home.etl("train", "sft", "--version", "v1", "--model", tiny_model, "--iters", 5)
     assert result.exit_code != 0
-    assert "chatml/train.jsonl" in result.output and "mlx_lm" not in result.output
+    assert f"{train} does not match" in result.output and "mlx_lm" not in result.output
     assert not home.runs.exists()
-    assert not home.warehouse.exists()
+    assert _rows(home.warehouse, "select count(*) from train_runs") == [(0,)]
 
 
-def test_empty_splits_are_named_before_mlx_starts(home, tiny_model):
-    write_version(home.datasets, "v2", splits=(6, 0, 2))
-    result = home.etl("sft", "--version", "v2", "--model", tiny_model, "--batch-size", 2, "--dry-run")
-    assert result.exit_code == 0, result.output
-    # mlx-lm fails on an existing empty split file, so it gets a folder without it.
-    assert "valid.jsonl is empty" in result.output and "without a validation loss" in result.output
-    assert f"data: {home.runs}" in result.output
-    write_version(home.datasets, "v3", splits=(1, 1, 0))
-    result = home.etl("sft", "--version", "v3", "--model", tiny_model, "--batch-size", 2, "--dry-run")
-    assert result.exit_code != 0 and "fewer than batch_size 2" in result.output
+def test_splits_the_trainer_would_stop_on_are_named_before_it_starts(home, tiny_model):
+    _edited_copy(home.version, "v2", lambda folder: (folder / "chatml" / "valid.jsonl").write_text(""))
+    result = home.etl("train", "sft", "--version", "v2", "--model", tiny_model, "--dry-run")
+    assert result.exit_code != 0 and "v2/chatml/valid.jsonl is empty" in result.output
+
+    def one_valid_record(folder):
+        valid = folder / "chatml" / "valid.jsonl"
+        valid.write_text(valid.read_text().splitlines()[0] + "\n")
+
+    _edited_copy(home.version, "v3", one_valid_record)
+    result = home.etl("train", "sft", "--version", "v3", "--model", tiny_model, "--batch-size", 2, "--dry-run")
+    assert result.exit_code != 0 and "has 1 records, fewer than batch_size 2" in result.output
 
 
 @pytest.mark.slow
 def test_sft_run_is_recorded_and_its_adapters_evaluate(home, tiny_model):
     result = home.etl(
-        "sft", "--version", "v1", "--preset", "7b-lora", "--model", tiny_model, "--iters", 5, "--batch-size", 2,
-        "--set", "grad_accumulation_steps=1", "--set", "steps_per_report=2",
+        "train", "sft", "--version", "v1", "--preset", "7b-lora", "--model", tiny_model, "--iters", 5,
+        "--batch-size", 2, "--set", "grad_accumulation_steps=1", "--set", "steps_per_report=2",
+        "--set", "val_batches=2",
     )
     assert result.exit_code == 0, result.output
     manifest = json.loads((home.version / "manifest.json").read_text())
@@ -220,22 +213,29 @@ def test_sft_run_is_recorded_and_its_adapters_evaluate(home, tiny_model):
     assert "val" in (home.runs / run_id / "train.log").read_text()
 
     # The adapters are a real mlx-lm result: the persona evaluation loads them beside the base model.
-    result = home.etl("eval", "--adapter", adapters, "--max-tokens", 8)
+    result = home.etl("train", "eval", "--adapter", adapters, "--max-tokens", 8)
     assert result.exit_code == 0, result.output
     markdown = (adapters / "eval.md").read_text()
     assert all(prompt in markdown for prompt in PROMPTS)
-    assert markdown.count("| slop markers |") == 10 and SYSTEM in markdown
+    assert markdown.count("| slop markers |") == 10
+    assert "You are Sam Rivera." in markdown  # the persona line of the training data
     assert "<table>" in (adapters / "eval.html").read_text()
 
 
 @pytest.mark.slow
 def test_sft_runs_without_a_validation_split(home, tiny_model):
-    write_version(home.datasets, "v2", splits=(6, 0, 2))
-    result = home.etl("sft", "--version", "v2", "--model", tiny_model, "--iters", 2, "--batch-size", 2)
+    from etl.build import build_version
+    from etl.config import load_config
+
+    config = load_config(home.config).with_build(split_train=0.9, split_valid=0.0, split_test=0.1)
+    build_version(home.warehouse, home.datasets, "v2", config)
+    assert not (home.datasets / "v2" / "chatml" / "valid.jsonl").exists()
+    result = home.etl("train", "sft", "--version", "v2", "--model", tiny_model, "--iters", 2, "--batch-size", 2,
+                      "--set", "grad_accumulation_steps=1")
     assert result.exit_code == 0, result.output
-    [(run_id, train_loss, val_loss)] = _rows(home.warehouse, "select run_id, train_loss, val_loss from train_runs")
+    assert "no valid.jsonl: training runs without a validation loss" in result.output
+    [(train_loss, val_loss)] = _rows(home.warehouse, "select train_loss, val_loss from train_runs")
     assert train_loss > 0 and val_loss is None
-    assert sorted(p.name for p in (home.runs / run_id / "data").iterdir()) == ["test.jsonl", "train.jsonl"]
 
 
 def test_slop_markers_are_counted():
@@ -247,46 +247,66 @@ def test_slop_markers_are_counted():
 
 
 @pytest.mark.slow
-def test_rejected_stores_one_answer_per_prompt_and_resumes(home, tiny_model):
-    args = ("rejected", "--version", "v1", "--model", tiny_model, "--max-tokens", 8)
+def test_rejected_answers_one_per_prompt_resumably_and_the_next_build_pairs_them(home, tiny_model):
+    args = ("train", "rejected", "--version", "v1", "--model", tiny_model, "--max-tokens", 4)
+    prompts = {prompt_key(r["messages"][:-1]) for r in _records(home.version / "chatml")}
     first = home.etl(*args, "--limit", 5)
     assert first.exit_code == 0, first.output
     assert _rows(home.warehouse, "select count(*) from rejected_answers") == [(5,)]
     rest = home.etl(*args)
     assert rest.exit_code == 0, rest.output
-    assert "15 answers stored, 5 already there" in rest.output
+    assert f"{len(prompts) - 5} answers stored, 5 already there" in rest.output
     again = home.etl(*args)
-    assert "0 answers stored, 20 already there" in again.output
+    assert f"0 answers stored, {len(prompts)} already there" in again.output
 
-    records = [json.loads(line) for s in ("train", "valid", "test")
-               for line in (home.version / "chatml" / f"{s}.jsonl").read_text().splitlines()]
-    expected = {prompt_key(r["messages"][:-1]) for r in records}
-    stored = _rows(home.warehouse, "select prompt_sha256, model, params from rejected_answers")
-    assert {key for key, _, _ in stored} == expected
-    assert {(model, params) for _, model, params in stored} == {
-        (str(tiny_model.resolve()), '{"max_tokens":8,"temperature":0.0}')
+    stored = _rows(home.warehouse, "select prompt_sha256, model, params, answer from rejected_answers")
+    assert {key for key, *_ in stored} == prompts
+    assert {(model, params) for _, model, params, _ in stored} == {
+        (str(tiny_model.resolve()), '{"max_tokens":4,"temperature":0.0}')
     }
+
+    built = home.etl("build", "--version", "v2")
+    assert built.exit_code == 0, built.output
+    answers = {key: answer for key, _, _, answer in stored}
+    v2 = home.datasets / "v2"
+    for split in ("train", "valid", "test"):
+        chat = (v2 / "chatml" / f"{split}.jsonl").read_text().splitlines()
+        pairs = [json.loads(line) for line in (v2 / "dpo" / f"{split}.jsonl").read_text().splitlines()]
+        assert len(pairs) == len(chat)
+        for record, pair in zip(map(json.loads, chat), pairs):
+            assert pair["chosen"] == record["messages"][-1]["content"]
+            assert pair["rejected"] == answers[prompt_key(record["messages"][:-1])]
 
 
 def test_answers_made_elsewhere_are_imported(home, tmp_path):
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "PR is up. (#1)"}]
+    messages = [{"role": "user", "content": "The PR is ready for review."}]
     answers = tmp_path / "answers.jsonl"
     answers.write_text(
         json.dumps({"messages": messages, "answer": "Certainly! I'd be happy to review it."}) + "\n"
         + json.dumps({"prompt_sha256": "ab" * 32, "answer": "As an AI, I cannot merge.", "model": "other"}) + "\n"
     )
-    first = home.etl("rejected", "--from-jsonl", answers, "--model", "gpt-4o")
+    first = home.etl("train", "rejected", "--from-jsonl", answers, "--model", "gpt-4o")
     assert first.exit_code == 0, first.output
     assert "imported 2 answers" in first.output
     assert sorted(_rows(home.warehouse, "select prompt_sha256, model from rejected_answers")) == sorted(
         [(prompt_key(messages), "gpt-4o"), ("ab" * 32, "other")]
     )
-    again = home.etl("rejected", "--from-jsonl", answers, "--model", "gpt-4o")
+    again = home.etl("train", "rejected", "--from-jsonl", answers, "--model", "gpt-4o")
     assert "imported 0 answers" in again.output and "2 were already stored" in again.output
 
 
-def test_dpo_files_load_with_mlx_lm_lora_dataset(home, tiny_model):
-    """The DPO split files load with mlx-lm-lora's own DPO dataset and the tiny tokenizer.
+@pytest.fixture
+def dpo_version(home) -> Path:
+    """Version v2 of the demo, built after importing an answer to every prompt of v1."""
+    imported = home.etl("train", "rejected", "--from-jsonl", _answers_for_every_prompt(home), "--model", "base")
+    assert imported.exit_code == 0, imported.output
+    built = home.etl("build", "--version", "v2")
+    assert built.exit_code == 0, built.output
+    return home.datasets / "v2"
+
+
+def test_dpo_files_load_with_mlx_lm_lora_dataset(dpo_version, tiny_model):
+    """The DPO files of a build load with mlx-lm-lora's own DPO dataset and the tiny tokenizer.
 
     The test stops at loading: mlx-lm-lora's DPO trainer asks mx.device_info() for
     Metal's "max_recommended_working_set_size", so it only trains on Apple silicon.
@@ -294,37 +314,39 @@ def test_dpo_files_load_with_mlx_lm_lora_dataset(home, tiny_model):
     from mlx_lm_lora.trainer.datasets import DPODataset, load_local_dataset
 
     tokenizer = mlx_lm.load(str(tiny_model))[1]
-    train, valid, test = load_local_dataset(home.version / "dpo", tokenizer, SimpleNamespace(train_mode="dpo"))
-    assert isinstance(train, DPODataset) and (len(train), len(valid), len(test)) == (14, 4, 2)
-    pair = train[0]
+    splits = load_local_dataset(dpo_version / "dpo", tokenizer, SimpleNamespace(train_mode="dpo"))
+    chat = [len((dpo_version / "chatml" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "valid", "test")]
+    assert all(isinstance(split, DPODataset) for split in splits)
+    assert [len(split) for split in splits] == chat
+    pair = splits[0][0]
     prompt = pair["chosen"][: pair["chosen_prompt_length"]]
     assert pair["rejected"][: pair["rejected_prompt_length"]] == prompt
-    assert pair["chosen"] != pair["rejected"]
-    text = tokenizer.decode(pair["chosen"])
-    assert text.startswith(f"<|im_start|>system\n{SYSTEM}<|im_end|>") and text.endswith("<|im_end|>\n")
+    assert tokenizer.decode(pair["rejected"]).endswith(
+        "<|im_start|>assistant\nGreat question! I'd be happy to help you with that.<|im_end|>\n"
+    )
+    assert tokenizer.decode(prompt).startswith("<|im_start|>system\nYou are Sam Rivera.")
 
 
-def test_dpo_dry_run_passes_what_mlx_lm_lora_does_not_read_from_yaml(home, tiny_model):
-    result = home.etl("dpo", "--version", "v1", "--model", tiny_model, "--dry-run")
+def test_dpo_dry_run_passes_what_mlx_lm_lora_does_not_read_from_yaml(home, dpo_version, tiny_model):
+    result = home.etl("train", "dpo", "--version", "v2", "--model", tiny_model, "--dry-run")
     assert result.exit_code == 0, result.output
-    assert "-m mlx_lm_lora.train --config" in result.output
+    assert f"{sys.executable} -m mlx_lm_lora.train --config" in result.output
     assert "--gradient-accumulation-steps 4" in result.output
-    assert "train_mode: dpo" in result.output and f"data: {home.version.resolve()}/dpo" in result.output
+    assert "train_mode: dpo" in result.output and f"data: {dpo_version.resolve()}/dpo" in result.output
 
 
 def test_dpo_refuses_without_pairs_or_model(home, tiny_model):
-    write_version(home.datasets, "v2", dpo=False)
-    result = home.etl("dpo", "--version", "v2", "--model", tiny_model)
-    assert result.exit_code != 0 and "etl train rejected --version v2" in result.output
-    result = home.etl("dpo", "--version", "v1")
-    assert result.exit_code != 0 and "--model" in result.output
+    result = home.etl("train", "dpo", "--version", "v1", "--model", tiny_model)
+    assert result.exit_code != 0 and "etl train rejected --version v1" in result.output
+    result = home.etl("train", "dpo", "--version", "v1")
+    assert result.exit_code != 0 and "pass --model" in result.output
 
 
 # ----------------------------------------------------------------------------- without the [train] extra
 
 
 def test_other_commands_never_import_mlx():
-    code = "import sys, etl.cli, etl.cli_train, etl.train.runs; assert not any(m.startswith('mlx') for m in sys.modules)"
+    code = "import sys, etl.cli, etl.train.runs; assert not any(m.startswith('mlx') for m in sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -333,7 +355,7 @@ def test_train_without_mlx_says_what_to_install(home, tiny_model, monkeypatch):
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlx_lm" else real(name, *a))
-    result = home.etl("sft", "--version", "v1", "--model", tiny_model)
+    result = home.etl("train", "sft", "--version", "v1", "--model", tiny_model)
     assert result.exit_code != 0
     assert result.output.strip().splitlines()[-1] == (
         "etl: error: mlx-lm is not installed; run: pip install 'etl-voice[train]'"

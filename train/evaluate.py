@@ -189,7 +189,8 @@ p {{ color: #666; margin: .5em 0 0; }}
 <h1>Persona evaluation</h1>
 <p>base model: <code>{html.escape(model)}</code><br>adapters: <code>{html.escape(str(adapter))}</code><br>
 system prompt: {html.escape(system or "(none)")}<br>{_totals(rows)}</p>
-<p>Score each answer 0 (assistant slop) to 3 (sounds like the owner). The adapters pass at an average of 2.0 or more.</p>
+<p>Score each answer 0 (assistant slop) to 3 (sounds like the owner).
+The adapters pass at an average of 2.0 or more.</p>
 <table><tr><th>prompt</th><th>base</th><th>adapted</th><th>adapted score (0–3)</th></tr>
 {body}
 </table></body></html>

@@ -67,5 +67,5 @@ def write(config: dict[str, Any], path: Path) -> Path:
 
 
 def dump(config: dict[str, Any]) -> str:
-    # Preset order kept (model first), so the file reads like the preset it came from.
+    # Preset order kept, so the file reads like the preset it came from.
     return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, allow_unicode=True)

@@ -22,6 +22,7 @@ from etl.schemas import REJECTED_ANSWERS
 from etl.schemas.records import canonical_json, prompt_key
 from etl.train.mlx_config import model_ref
 from etl.versions import verify_version
+from etl.warehouse import insert_frame, open_warehouse
 
 Messages = list[dict[str, str]]
 
@@ -122,8 +123,6 @@ def _answer(
 
 
 def _stored_keys(warehouse: Path, model: str, params_sha256: str) -> set[str]:
-    from etl.warehouse import open_warehouse
-
     with open_warehouse(warehouse) as con:
         rows = con.execute(
             "SELECT prompt_sha256 FROM rejected_answers WHERE model = ? AND params_sha256 = ?",
@@ -133,8 +132,6 @@ def _stored_keys(warehouse: Path, model: str, params_sha256: str) -> set[str]:
 
 
 def _insert(warehouse: Path, keys: list[str], answers: list[str], model: str, params: dict[str, Any]) -> int:
-    from etl.warehouse import insert_frame, open_warehouse
-
     now = datetime.now(timezone.utc)
     frame = pl.DataFrame(
         {

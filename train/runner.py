@@ -84,7 +84,7 @@ def run(
             echo(line)
             tracker.feed(line)
             if log_file:
-                log_file.write(line)
+                log_file.write(_ANSI.sub("", line))
         status = process.wait()
     except KeyboardInterrupt:
         # The child got the same Ctrl-C; let it finish writing, then report how it ended.

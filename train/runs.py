@@ -4,7 +4,6 @@ A run lives in `$ETL_HOME/runs/<run_id>/`:
 
     config.yaml   the resolved trainer config (what the trainer actually read)
     train.log     the trainer's output
-    data/         only when a split is empty: links to the non-empty split files
     adapters/     the trainer's adapters and adapter_config.json, plus our run.json
                   (or wherever --adapter-path says)
 """
@@ -12,7 +11,6 @@ A run lives in `$ETL_HOME/runs/<run_id>/`:
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +26,7 @@ from etl.schemas import TRAIN_RUNS
 from etl.schemas.records import canonical_json
 from etl.train import mlx_config, presets, runner
 from etl.versions import verify_version
+from etl.warehouse import insert_frame, open_warehouse
 
 SPLITS = ("train", "valid", "test")
 # The data folder each mode hands to its trainer, inside a version.
@@ -52,8 +51,6 @@ class Plan:
     run_dir: Path
     adapter_path: Path
     command: list[str]
-    # Split files to link into run_dir/data when the trainer must not see an empty one.
-    linked: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -75,13 +72,10 @@ def plan_run(
     adapters = (adapter_path or run_dir / "adapters").expanduser().resolve()
     split_dir = version_dir.resolve() / DATA_FOLDER[mode]
     config = mlx_config.resolve(presets.load(preset), overrides, data=split_dir, adapter_path=adapters)
-    counts = {s: _records(split_dir / f"{s}.jsonl") for s in SPLITS}
-    _check_splits(mode, version_dir, counts, int(config.get("batch_size", 1)))
-    empty = [s for s in SPLITS if counts[s] == 0]
-    if empty:
-        config["data"] = str(run_dir / "data")
+    counts = _check_splits(mode, split_dir, version_dir.name, int(config.get("batch_size", 1)))
     config_path = run_dir / CONFIG_FILE
     command = runner.sft_command(config_path) if mode == "sft" else runner.dpo_command(config_path, config)
+    notes = [] if counts["valid"] else [f"{split_dir} has no valid.jsonl: training runs without a validation loss"]
     return Plan(
         run_id=run_id,
         mode=mode,
@@ -92,43 +86,37 @@ def plan_run(
         run_dir=run_dir,
         adapter_path=adapters,
         command=command,
-        linked=[split_dir / f"{s}.jsonl" for s in SPLITS if counts[s]] if empty else [],
-        notes=_empty_notes(split_dir, empty) + _step_notes(config),
+        notes=notes + _step_notes(config),
     )
 
 
-def _records(path: Path) -> int:
-    if not path.is_file():
-        return 0
-    with open(path, "rb") as f:
-        return sum(1 for line in f if line.strip())
-
-
-def _check_splits(mode: str, version_dir: Path, counts: dict[str, int], batch_size: int) -> None:
-    folder = version_dir / DATA_FOLDER[mode]
+def _check_splits(mode: str, split_dir: Path, version: str, batch_size: int) -> dict[str, int]:
+    """Records per split, once the trainer is sure to accept them; what it would stop on, named now."""
+    counts = {}
+    for split in SPLITS:
+        path = split_dir / f"{split}.jsonl"
+        counts[split] = _records(path) if path.is_file() else 0
+        # A missing split is allowed, but both trainers fail on the first record of an empty file.
+        if path.is_file() and counts[split] == 0:
+            raise EtlError(f"{path} is empty and the trainer cannot read an empty split; rebuild the version")
+        # Batches are never padded out, so a split smaller than one batch stops the trainer.
+        if split != "test" and 0 < counts[split] < batch_size:
+            raise EtlError(
+                f"{path} has {counts[split]} records, fewer than batch_size {batch_size}; lower it with --batch-size"
+            )
     if counts["train"] == 0 and mode == "dpo":
         raise EtlError(
-            f"{folder}/train.jsonl has no DPO pairs: store the base model's answers with "
-            f"`etl train rejected --version {version_dir.name} --model BASE`, then build a new version"
+            f"{split_dir} has no DPO pairs yet: store the base model's answers with "
+            f"`etl train rejected --version {version} --model BASE`, then build a new version"
         )
     if counts["train"] == 0:
-        raise EtlError(f"{folder}/train.jsonl is empty: nothing to train on; build a version with examples")
-    for split in ("train", "valid"):
-        # mlx-lm batches without padding out short splits, and stops on one smaller than a batch.
-        if 0 < counts[split] < batch_size:
-            raise EtlError(
-                f"{folder}/{split}.jsonl has {counts[split]} records, fewer than batch_size "
-                f"{batch_size}; lower it with --batch-size"
-            )
+        raise EtlError(f"{split_dir} has no train.jsonl: nothing to train on; build a version with examples")
+    return counts
 
 
-def _empty_notes(split_dir: Path, empty: list[str]) -> list[str]:
-    # mlx-lm reads an existing but empty split file as a dataset and fails on its first record,
-    # so empty splits are left out of the folder it gets (a missing split is allowed).
-    notes = [f"{split_dir / f'{s}.jsonl'} is empty; the trainer will not see it" for s in empty]
-    if "valid" in empty:
-        notes.append("no validation split: training runs without a validation loss")
-    return notes
+def _records(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(1 for line in f if line.strip())
 
 
 def _step_notes(config: dict[str, Any]) -> list[str]:
@@ -148,7 +136,6 @@ def execute(plan: Plan, warehouse: Path, echo: Callable[[str], None] | None = No
     # First, so a warehouse in use by another process stops the run before anything is written.
     _record_start(warehouse, plan, started)
     plan.run_dir.mkdir(parents=True)
-    _link_data(plan)
     mlx_config.write(plan.config, plan.config_path)
     _write_run_json(plan, started)
     # The warehouse is closed while the trainer runs: DuckDB lets one process write at a time.
@@ -159,18 +146,7 @@ def execute(plan: Plan, warehouse: Path, echo: Callable[[str], None] | None = No
     return result
 
 
-def _link_data(plan: Plan) -> None:
-    if not plan.linked:
-        return
-    data = plan.run_dir / "data"
-    data.mkdir()
-    for source in plan.linked:
-        os.symlink(source, data / source.name)
-
-
 def _record_start(warehouse: Path, plan: Plan, started: datetime) -> None:
-    from etl.warehouse import insert_frame, open_warehouse
-
     row = {
         "run_id": plan.run_id,
         "mode": plan.mode,
@@ -190,8 +166,6 @@ def _record_start(warehouse: Path, plan: Plan, started: datetime) -> None:
 
 
 def _record_end(warehouse: Path, plan: Plan, finished: datetime, result: runner.RunResult) -> None:
-    from etl.warehouse import open_warehouse
-
     with open_warehouse(warehouse) as con:
         con.execute(
             "UPDATE train_runs SET finished_at = ?, exit_status = ?, train_loss = ?, val_loss = ? "

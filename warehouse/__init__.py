@@ -125,15 +125,22 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 def insert_frame(
     con: duckdb.DuckDBPyConnection, table: Table, frame: pl.DataFrame, *, ignore_existing: bool = False
 ) -> int:
-    """Insert a frame with the table's columns (in the table's order); returns rows inserted."""
+    """Insert a frame with the table's columns; returns the rows inserted.
+
+    With `ignore_existing`, rows whose key is already in the table (or earlier in the
+    frame) are skipped: what makes re-ingesting an export add nothing.
+    """
     if frame.height == 0:
         return 0
-    ordered = frame.select(table.column_names)  # noqa: F841 (read by DuckDB below)
-    conflict = " ON CONFLICT DO NOTHING" if ignore_existing else ""
+    ordered = frame.select(table.column_names)
+    if ignore_existing and table.primary_key:
+        ordered = ordered.unique(subset=list(table.primary_key), keep="first", maintain_order=True)  # noqa: F841
     columns = ", ".join(table.column_names)
-    (inserted,) = con.execute(
-        f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM ordered{conflict}"
-    ).fetchall()[0]
+    sql = f"INSERT INTO {table.name} ({columns}) SELECT {columns} FROM ordered AS new"
+    if ignore_existing and table.primary_key:
+        same = " AND ".join(f"old.{k} = new.{k}" for k in table.primary_key)
+        sql += f" WHERE NOT EXISTS (SELECT 1 FROM {table.name} AS old WHERE {same})"
+    (inserted,) = con.execute(sql).fetchall()[0]
     return int(inserted)
 
 

@@ -234,7 +234,8 @@ SCENES: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
         ("lena", "look at this crag I found near Bishop"),
         ("me", "that's gorgeous. how long is the approach?"),
         ("lena", "like 40 min, mostly flat"),
-        ("me", Attach("IMG_0932.JPG", "image/jpeg", "this is what my legs looked like after the last 'mostly flat' approach")),
+        ("me", Attach("IMG_0932.JPG", "image/jpeg", "this is what my legs looked like after the last "
+                                                    "'mostly flat' approach")),
         ("lena", "lmao"),
         ("lena", Tap(2003)),
     )),
@@ -406,7 +407,8 @@ SCENES: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
         ("priya", "I think I tweaked my finger on that crimpy route"),
         ("me", "ugh. A2 pulley?"),
         ("priya", "maybe? it hurts when I close my hand"),
-        ("me", "rest it for a week at least and tape it when you go back. and maybe see a PT, I ignored mine for a month and regretted it"),
+        ("me", "rest it for a week at least and tape it when you go back. and maybe see a PT, "
+               "I ignored mine for a month and regretted it"),
         ("priya", "ok ok. no crimps"),
         ("me", "no crimps. slab only 😇"),
     )),
@@ -454,7 +456,8 @@ SCENES: tuple[tuple[str, tuple[tuple[str, object], ...]], ...] = (
         ("tomas", "question: should I use polars or pandas for the new report job"),
         ("me", "polars. lazy frames, it's fast, and the API doesn't have twenty ways to do the same thing"),
         ("tomas", "the team knows pandas though"),
-        ("me", "that's a real cost, fair. if it's a small job, pandas is fine. if it's the 50GB one, polars, and I'll pair with whoever picks it up"),
+        ("me", "that's a real cost, fair. if it's a small job, pandas is fine. if it's the 50GB one, polars, "
+               "and I'll pair with whoever picks it up"),
         ("tomas", "it's the 50GB one"),
         ("me", "polars then 🙂"),
     )),
@@ -735,9 +738,13 @@ def _history(seed: int) -> Iterator[_Message]:
     rng = random.Random(seed)
     clock = int((START - APPLE_EPOCH).total_seconds()) * NS + rng.randrange(NS)
     rowid = 0
+    # The first pass is the sample: a scene every few hours. Later passes (large
+    # benchmark databases) pack scenes closer, so a million messages span ~20 years
+    # instead of overflowing Messages' 64-bit nanosecond dates.
+    gap_seconds = (3 * 3600, 30 * 3600)
     while True:
         for chat, lines in SCENES:
-            clock += rng.randrange(3 * 3600, 30 * 3600) * NS  # the next scene starts hours later
+            clock += rng.randrange(*gap_seconds) * NS
             said: list[_Message] = []
             for who, line in lines:
                 rowid += 1
@@ -749,6 +756,7 @@ def _history(seed: int) -> Iterator[_Message]:
                 if message.kind in ("text", "attachment", "edited"):
                     said.append(message)
                 yield message
+        gap_seconds = (120, 2 * 3600)
 
 
 def _apply(message: _Message, line: object, said: list[_Message], rng: random.Random) -> None:
@@ -852,7 +860,13 @@ def _edit_summary(edit: Edit, sent: int, edited: int) -> bytes:
         {"d": sent / NS, "t": encode_attributed_body(edit.original)},
         {"d": edited / NS, "t": encode_attributed_body(edit.edited)},
     ]
-    summary = {"amc": 0, "ec": {"0": versions}, "ep": [0], "otr": {"0": {"le": len(edit.original), "lo": 0}}, "ust": True}
+    summary = {
+        "amc": 0,
+        "ec": {"0": versions},  # every version of part 0, oldest first
+        "ep": [0],  # edited parts
+        "otr": {"0": {"le": len(edit.original), "lo": 0}},  # original text ranges
+        "ust": True,
+    }
     return plistlib.dumps(summary, fmt=plistlib.FMT_BINARY, sort_keys=True)
 
 

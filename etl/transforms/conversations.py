@@ -74,7 +74,8 @@ def build_examples(turns: pl.DataFrame, *, context_turns: int, context_chars: in
     """
     owner = turns.filter(pl.col("role") == "assistant")
     # Stable across builds: the source and the id of the reply's first message.
-    ids = [_short_hash(f"{s}:{m[0]}") for s, m in zip(owner["source"], owner["message_ids"])]
+    firsts = owner["message_ids"].list.first().to_list()
+    ids = [_short_hash(f"{s}:{m}") for s, m in zip(owner["source"].to_list(), firsts)]
     owner = owner.with_columns(example_id=pl.Series(ids, dtype=pl.String))
     offsets = pl.DataFrame({"k": list(range(1, max(context_turns, 1) + 1))}, schema={"k": pl.Int64})
     before = (

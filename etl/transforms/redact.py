@@ -7,8 +7,9 @@ context that must stay (the `password=` before a value, the user and host around
 password) is captured as `pre`/`post` and written back. Placeholders start with `[`,
 which no pattern accepts where a secret starts, so redacting twice changes nothing.
 
-Only rows that any pattern can match are processed: one union regex picks them, the
-per-pattern passes run on that subset, and the results are joined back by row.
+Only rows that some pattern can match are processed: a cheap hint regex passes over
+every row, the union of all patterns runs on the rows it keeps, and the per-pattern
+passes only on the rows the union matches; results are put back in place.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Callable, Iterable, NamedTuple
 
 import polars as pl
 
+from etl.transforms.text import KEEP, merge_rows, rewrite_flagged_rows
+
 REDACTIONS = "redactions"
-_ROW = "_redact_row"
 _B = r"(?-u:\b)"  # ASCII word boundary: secrets are ASCII, and it keeps the regex on the fast engine
 
 # Characters a token may be made of, and where a key's value stops.
@@ -194,6 +196,16 @@ PII_PATTERNS: tuple[SecretPattern, ...] = (
 )
 
 
+# A cheap necessary condition for any pattern (literal prefixes, key names, a run of
+# digits, '@'): one pass over every row; the full union then runs on the few it keeps.
+_HINT = (
+    r"(?i:-----BEGIN|eyJ|sk-|sk_|rk_|whsec_|gh[pousr]_|github_pat_|glpat-|hooks\.slack|xox|xapp-"
+    r"|A[BCGIKNPRS][A-Z]A|aiza|ya29\.|gocspx-|hf_|npm_|pypi-|SG\.|key|-us[0-9]|_v1_|shp|sq0|dapi|:AA"
+    r"|://|bearer|basic|pass|pwd|secret|token)"
+    r"|SK[0-9a-fA-F]|[0-9][ .\-]?[0-9][ .\-]?[0-9][ .\-]?[0-9]|[+(][0-9]|@"
+)
+
+
 def _patterns(pii: bool) -> tuple[SecretPattern, ...]:
     return SECRET_PATTERNS + (PII_PATTERNS if pii else ())
 
@@ -257,6 +269,51 @@ def _redact_column(lf: pl.LazyFrame, column: str, patterns: Iterable[SecretPatte
     return lf, counts  # type: ignore[return-value]
 
 
+def _redact_rows(rows: pl.DataFrame, columns: tuple[str, ...], pii: bool) -> pl.DataFrame:
+    """The hinted rows: the full union finds the ones with a candidate, and only those
+    go through the per-pattern passes."""
+    patterns = _patterns(pii)
+    union = _union(patterns)
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    has_previous = REDACTIONS in rows.columns
+    previous = (
+        rows[REDACTIONS].fill_null([])
+        if has_previous
+        else pl.repeat([], rows.height, dtype=pl.List(pl.String), eager=True).alias(REDACTIONS)
+    )
+    matched = rows.select(pl.any_horizontal([pl.col(c).str.contains(union).fill_null(False) for c in columns]))
+    positions = matched.to_series().arg_true()
+    if not len(positions):
+        return rows.select(*columns).with_columns(previous)
+
+    candidates = rows.select(*columns).gather(positions)
+    all_counts = []
+    for column in columns:
+        # Only the patterns that match somewhere in this batch get a pass.
+        present = candidates.select(
+            [pl.col(column).str.contains(p.pattern).any().alias(str(i)) for i, p in enumerate(patterns)]
+        ).row(0)
+        active = [p for p, hit in zip(patterns, present) if hit]
+        candidates, counts = _redact_column(candidates.lazy(), column, active)
+        candidates = candidates.collect()
+        all_counts += counts
+    # Each type name repeated `count` times, joined then split: per-row list building
+    # (repeat_by, concat_list) is far slower in Polars than string concatenation.
+    repeated = [
+        pl.lit("").str.pad_end(pl.col(count), "x").str.replace_all("x", name + ",", literal=True)
+        for name, count in all_counts
+    ]
+    joined = pl.concat_str(repeated).str.strip_chars_end(",")
+    found = pl.when(joined != "").then(joined.str.split(",")).otherwise(empty)
+    done = candidates.select(*columns, found.alias(REDACTIONS))
+    new_lists = pl.concat_list([pl.lit(previous.gather(positions)), done[REDACTIONS]]) if has_previous else None
+    out = {c: merge_rows(rows[c], positions, done[c]) for c in columns}
+    out[REDACTIONS] = merge_rows(
+        previous, positions, done[REDACTIONS] if new_lists is None else pl.select(new_lists).to_series()
+    )
+    return pl.DataFrame(out)
+
+
 def redact_secrets(
     lf: pl.LazyFrame, *, pii: bool = False, columns: Iterable[str] = ("text",)
 ) -> pl.LazyFrame:
@@ -267,32 +324,20 @@ def redact_secrets(
     name. Idempotent: a second run changes no text and adds no entries.
     """
     columns = tuple(columns)
-    patterns = _patterns(pii)
-    union = _union(patterns)
     names = lf.collect_schema().names()
     missing = [c for c in columns if c not in names]
     if missing:
         raise KeyError(f"redact_secrets: no column {missing[0]!r}")
-
-    base = lf.with_row_index(_ROW)
-    could_match = pl.any_horizontal([pl.col(c).str.contains(union).fill_null(False) for c in columns])
-    subset = base.filter(could_match).select(_ROW, *columns)
-    all_counts = []
-    for column in columns:
-        subset, counts = _redact_column(subset, column, patterns)
-        all_counts += counts
-    found = pl.concat_list([pl.lit(name).repeat_by(pl.col(count)) for name, count in all_counts])
-    subset = subset.select(_ROW, *[pl.col(c).alias(f"{c}_redacted") for c in columns], found.alias("_redact_found"))
-
-    empty = pl.lit([], dtype=pl.List(pl.String))
-    previous = pl.col(REDACTIONS).fill_null(empty) if REDACTIONS in names else empty
-    return (
-        base.join(subset, on=_ROW, how="left", maintain_order="left")
-        .with_columns(
-            *[pl.coalesce(f"{c}_redacted", c).alias(c) for c in columns],
-            pl.concat_list([previous, pl.col("_redact_found").fill_null(empty)]).alias(REDACTIONS),
-        )
-        .drop(_ROW, "_redact_found", *[f"{c}_redacted" for c in columns])
+    has_previous = REDACTIONS in names
+    return rewrite_flagged_rows(
+        lf,
+        flag=pl.any_horizontal([pl.col(c).str.contains(_HINT).fill_null(False) for c in columns]),
+        inputs=[*columns, *([REDACTIONS] if has_previous else [])],
+        process=lambda rows: _redact_rows(rows, columns, pii),
+        outputs={
+            **{c: (pl.String, KEEP) for c in columns},
+            REDACTIONS: (pl.List(pl.String), KEEP if has_previous else []),
+        },
     )
 
 

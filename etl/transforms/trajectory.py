@@ -80,12 +80,22 @@ Output columns (``add_trajectory``): ``traj_c traj_u traj_p traj_r traj_k traj_n
 
 Case mapping follows the Unicode tables of the installed Polars; text whose characters
 have had the same lowercase since Unicode 14 gives the same tags everywhere.
+
+Implementations
+---------------
+``trajectory_scalars`` is the reference: one example, plain Python (it only borrows the
+Polars lowercasing so both paths share case tables). ``add_trajectory`` computes the same
+columns for a whole frame with numpy: each distinct turn text is embedded once, and the
+similarities inside every window are read from a small dense (window, bucket) table. The
+two agree bit for bit (tests/test_trajectory.py checks it on random input).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -143,9 +153,9 @@ _WORD_RE = re.compile(
 
 # The vectorised path looks separators up in a table over the Basic Multilingual Plane;
 # no separator lies above it, so index 0x10000 stands for every higher code point.
-_SEPARATOR_TABLE = np.zeros(0x10001, dtype=bool)
+_WORD_TABLE = np.ones(0x10001, dtype=bool)
 for _lo, _hi in SEPARATOR_RANGES:
-    _SEPARATOR_TABLE[_lo : _hi + 1] = True
+    _WORD_TABLE[_lo : _hi + 1] = False
 del _lo, _hi
 
 
@@ -279,24 +289,28 @@ def trajectory_scalars(context_turns: Sequence[str | None]) -> dict:
 # --------------------------------------------------------------------------------------
 
 # Chunk sizes: code points per tokenising chunk, examples per similarity chunk.
-_CHARS_PER_CHUNK = 1 << 22
+_CHARS_PER_CHUNK = 1 << 20
 _TEXTS_PER_CHUNK = 1 << 18
 _TABLE_ROWS = 32
 _ROWS_PER_BATCH = 1 << 14
-_THREADS = 2
+_THREADS = max(1, min(4, os.cpu_count() or 1))
 
-_powers: dict[str, np.ndarray] = {}
+_powers: list[tuple[np.ndarray, np.ndarray]] = []
+_powers_lock = threading.Lock()
 
 
 def _power_tables(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """P^i and P^-i mod 2^32 for i < n."""
-    if "p" not in _powers or len(_powers["p"]) < n:
-        size = max(n, _CHARS_PER_CHUNK + 1)
-        for key, base in (("p", HASH_BASE), ("q", _HASH_BASE_INVERSE)):
-            table = np.full(size, base, dtype=np.uint32)
-            table[0] = 1
-            _powers[key] = np.multiply.accumulate(table, dtype=np.uint32)
-    return _powers["p"], _powers["q"]
+    """P^i and P^-i mod 2^32 for i < n (at least)."""
+    with _powers_lock:
+        if not _powers or len(_powers[0][0]) < n:
+            size = max(n, _CHARS_PER_CHUNK + 2)
+            tables = []
+            for base in (HASH_BASE, _HASH_BASE_INVERSE):
+                table = np.full(size, base, dtype=np.uint32)
+                table[0] = 1
+                tables.append(np.multiply.accumulate(table, dtype=np.uint32))
+            _powers[:] = [(tables[0], tables[1])]
+        return _powers[0]
 
 
 def _fmix32_np(x: np.ndarray) -> np.ndarray:
@@ -316,84 +330,111 @@ def _chunk_vectors(lowered: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarr
     """
     count = len(lowered)
     lengths = lowered.str.len_chars().to_numpy().astype(np.int64)
-    starts_of_text = np.zeros(count, dtype=np.int64)
+    # "\n" (a separator) before, between and after the texts: no word spans two texts.
+    starts_of_text = np.ones(count, dtype=np.int64)
     np.cumsum(lengths[:-1] + 1, out=starts_of_text[1:])
-    joined = lowered.str.join("\n").item()
+    starts_of_text[1:] += 1
+    joined = "\n" + lowered.str.join("\n").item() + "\n"
     cp = np.frombuffer(joined.encode("utf-32-le"), dtype="<u4")
     size = len(cp)
-    if size == 0:
-        zeros = np.zeros(count, dtype=np.int64)
-        return zeros, np.zeros(0, np.int64), np.zeros(0, np.int64), zeros
-
-    is_word = ~_SEPARATOR_TABLE[np.minimum(cp, 0x10000)]
-    edges = np.diff(is_word.view(np.int8), prepend=np.int8(0), append=np.int8(0))
-    word_start = np.flatnonzero(edges == 1)
-    word_end = np.flatnonzero(edges == -1)  # exclusive
+    is_word = _WORD_TABLE[np.minimum(cp, 0x10000)]
+    word_start = np.flatnonzero(is_word[1:] > is_word[:-1]) + 1
+    word_end = np.flatnonzero(is_word[:-1] > is_word[1:]) + 1  # exclusive
+    empty = np.zeros(count, dtype=np.int64)
     if len(word_start) == 0:
-        zeros = np.zeros(count, dtype=np.int64)
-        return zeros, np.zeros(0, np.int64), np.zeros(0, np.int64), zeros
+        return empty, np.zeros(0, np.int32), np.zeros(0, np.int32), empty
 
     powers, inverse = _power_tables(size + 1)
     prefix = np.zeros(size + 1, dtype=np.uint32)
     np.cumsum(cp * inverse[:size], dtype=np.uint32, out=prefix[1:])
     unigram = powers[word_end - 1] * (prefix[word_end] - prefix[word_start])
-    word_text = np.searchsorted(starts_of_text, word_start, side="right") - 1
+    word_text = (np.searchsorted(starts_of_text, word_start, side="right") - 1).astype(np.int32)
 
     same_text = word_text[1:] == word_text[:-1]
     second_len = (word_end - word_start)[1:][same_text]
     first = unigram[:-1][same_text]
-    bigram = (first * np.uint32(HASH_BASE) + np.uint32(0x20)) * powers[second_len] + unigram[1:][
-        same_text
-    ]
+    bigram = (first * np.uint32(HASH_BASE) + np.uint32(0x20)) * powers[second_len]
+    bigram += unigram[1:][same_text]
 
     keys = np.concatenate([unigram, bigram])
     feature_text = np.concatenate([word_text, word_text[1:][same_text]])
-    buckets = (_fmix32_np(keys) >> np.uint32(32 - BUCKET_BITS)).astype(np.int64)
-    combined = np.sort(feature_text * N_BUCKETS + buckets)
+    buckets = (_fmix32_np(keys) >> np.uint32(32 - BUCKET_BITS)).astype(np.int32)
+    combined = np.sort(feature_text * np.int32(N_BUCKETS) + buckets)
     boundary = np.empty(len(combined), dtype=bool)
     boundary[0] = True
     np.not_equal(combined[1:], combined[:-1], out=boundary[1:])
     first_of_run = np.flatnonzero(boundary)
     distinct = combined[first_of_run]
-    tf = np.diff(np.append(first_of_run, len(combined)))
-    text_of_entry = distinct >> BUCKET_BITS
-    nnz = np.bincount(text_of_entry, minlength=count)
+    tf = np.diff(np.append(first_of_run, len(combined))).astype(np.int32)
+    nnz = np.bincount(distinct >> BUCKET_BITS, minlength=count)
     total = np.bincount(feature_text, minlength=count)
-    return nnz, distinct & (N_BUCKETS - 1), tf, total
+    return nnz, distinct & np.int32(N_BUCKETS - 1), tf, total
 
 
 def _text_vectors(texts: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """CSR (indptr, buckets, tf) and feature count N of every text."""
     lowered = _lowercase(texts).str.replace_all(_DELETED_PATTERN, "")
-    lengths = lowered.str.len_chars().to_numpy().astype(np.int64) + 1
-    cum = np.cumsum(lengths)
-    nnz_parts, bucket_parts, tf_parts, total_parts = [], [], [], []
+    cum = np.cumsum(lowered.str.len_chars().to_numpy().astype(np.int64) + 1)
+    spans = []
     start = 0
     while start < len(lowered):
         base = cum[start - 1] if start else 0
         stop = int(np.searchsorted(cum, base + _CHARS_PER_CHUNK, side="right"))
         stop = min(max(stop, start + 1), start + _TEXTS_PER_CHUNK, len(lowered))
-        nnz, buckets, tf, total = _chunk_vectors(lowered.slice(start, stop - start))
-        nnz_parts.append(nnz)
-        bucket_parts.append(buckets)
-        tf_parts.append(tf)
-        total_parts.append(total)
+        spans.append((start, stop))
         start = stop
-    nnz = np.concatenate(nnz_parts) if nnz_parts else np.zeros(0, np.int64)
+
+    def run(span: tuple[int, int]):
+        return _chunk_vectors(lowered.slice(span[0], span[1] - span[0]))
+
+    if len(spans) > 1 and _THREADS > 1:
+        with ThreadPoolExecutor(_THREADS) as pool:
+            parts = list(pool.map(run, spans))
+    else:
+        parts = [run(span) for span in spans]
+    if not parts:
+        empty = np.zeros(0, np.int32)
+        return np.zeros(1, np.int64), empty, empty, np.zeros(0, np.int64)
+    nnz = np.concatenate([part[0] for part in parts])
     indptr = np.zeros(len(nnz) + 1, dtype=np.int64)
     np.cumsum(nnz, out=indptr[1:])
-    buckets = np.concatenate(bucket_parts) if bucket_parts else np.zeros(0, np.int64)
-    tf = np.concatenate(tf_parts) if tf_parts else np.zeros(0, np.int64)
-    total = np.concatenate(total_parts) if total_parts else np.zeros(0, np.int64)
+    buckets = np.concatenate([part[1] for part in parts])
+    tf = np.concatenate([part[2] for part in parts])
+    total = np.concatenate([part[3] for part in parts])
     return indptr, buckets, tf, total
 
 
-def _expand(texts: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR positions of the entries of ``texts`` (concatenated in order) and their counts."""
-    nnz = indptr[texts + 1] - indptr[texts]
-    count = int(nnz.sum())
-    positions = np.repeat(indptr[texts] - (np.cumsum(nnz) - nnz), nnz) + np.arange(count)
-    return positions, nnz
+class _Scratch:
+    """Per-thread buffers reused from batch to batch (fresh large arrays cost page faults)."""
+
+    def __init__(self) -> None:
+        self.table = np.zeros(_TABLE_ROWS * N_BUCKETS, dtype=np.int32)
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, size: int) -> np.ndarray:
+        buffer = self._buffers.get(name)
+        if buffer is None or len(buffer) < size:
+            buffer = np.empty(max(size, 1 << 16) * 5 // 4, dtype=np.int32)
+            self._buffers[name] = buffer
+        return buffer[:size]
+
+
+def _expand(
+    texts: np.ndarray, indptr: np.ndarray, scratch: _Scratch, name: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR positions of the entries of ``texts`` (concatenated in order), with the entry
+    count of each text and the running total of those counts."""
+    start = indptr[texts].astype(np.int32)
+    nnz = (indptr[texts + 1] - indptr[texts]).astype(np.int32)
+    ends = np.cumsum(nnz, dtype=np.int64)
+    count = int(ends[-1]) if len(ends) else 0
+    positions = scratch.get(name, count)
+    np.add(
+        np.repeat(start - (ends - nnz).astype(np.int32), nnz),
+        np.arange(count, dtype=np.int32),
+        out=positions,
+    )
+    return positions, nnz, ends
 
 
 def _anchor_similarities(
@@ -411,9 +452,9 @@ def _anchor_similarities(
     threads = min(_THREADS, len(spans))
 
     def run(worker: int) -> None:
-        table = np.zeros(_TABLE_ROWS * N_BUCKETS, dtype=np.int32)
+        scratch = _Scratch()
         for lo, hi in spans[worker::threads]:
-            out[lo:hi] = _anchor_batch(anchor[lo:hi], others[lo:hi], vectors, table)
+            out[lo:hi] = _anchor_batch(anchor[lo:hi], others[lo:hi], vectors, scratch)
 
     if threads == 1:
         run(0)
@@ -427,7 +468,7 @@ def _anchor_batch(
     anchor: np.ndarray,
     others: np.ndarray,
     vectors: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    table: np.ndarray,
+    scratch: _Scratch,
 ) -> np.ndarray:
     """One batch of ``_anchor_similarities``. The anchors' tf go into a dense
     (row, bucket) table ``_TABLE_ROWS`` rows at a time (small enough to stay in cache), and
@@ -437,21 +478,25 @@ def _anchor_batch(
     flat = others.reshape(-1)
     slots = np.flatnonzero(flat >= 0)
     text = flat[slots]
-    positions, nnz = _expand(text, indptr)
-    table_row = (slots // width) % _TABLE_ROWS
-    key = np.repeat(table_row * N_BUCKETS, nnz) + buckets[positions]
-    anchor_positions, anchor_nnz = _expand(anchor, indptr)
-    anchor_key = (
-        np.repeat((np.arange(rows) % _TABLE_ROWS) * N_BUCKETS, anchor_nnz)
-        + buckets[anchor_positions]
-    )
-    anchor_tf = tf[anchor_positions].astype(np.int32)
+    sim = np.zeros(rows * width)
+    if len(slots) == 0:
+        return sim.reshape(rows, width)
+    positions, nnz, entry_ends = _expand(text, indptr, scratch, "positions")
+    key = scratch.get("key", len(positions))
+    np.take(buckets, positions, out=key)
+    key += np.repeat(((slots // width) % _TABLE_ROWS * N_BUCKETS).astype(np.int32), nnz)
+
+    anchor_positions, anchor_nnz, anchor_ends = _expand(anchor, indptr, scratch, "anchor")
+    anchor_key = np.take(buckets, anchor_positions)
+    anchor_row = (np.arange(rows) % _TABLE_ROWS * N_BUCKETS).astype(np.int32)
+    anchor_key += np.repeat(anchor_row, anchor_nnz)
+    anchor_tf = np.take(tf, anchor_positions)
 
     groups = np.arange(0, rows + _TABLE_ROWS, _TABLE_ROWS).clip(max=rows)
-    entry_ends = np.concatenate([[0], np.cumsum(nnz)])
-    entry_bounds = entry_ends[np.searchsorted(slots, groups * width)]
-    anchor_bounds = np.concatenate([[0], np.cumsum(anchor_nnz)])[groups]
-    found = np.empty(len(key), dtype=np.int32)
+    entry_bounds = np.concatenate([[0], entry_ends])[np.searchsorted(slots, groups * width)]
+    anchor_bounds = np.concatenate([[0], anchor_ends])[groups]
+    found = scratch.get("found", len(key))
+    table = scratch.table
     for g in range(len(groups) - 1):
         a0, a1 = anchor_bounds[g], anchor_bounds[g + 1]
         e0, e1 = entry_bounds[g], entry_bounds[g + 1]
@@ -460,20 +505,19 @@ def _anchor_batch(
         np.take(table, key[e0:e1], out=found[e0:e1])
         table[cells] = 0
 
-    hits = np.flatnonzero(found)
-    hit_slot = np.searchsorted(entry_ends, hits, side="right") - 1
-    products = tf[positions[hits]] * found[hits].astype(np.int64)
+    hits = np.flatnonzero(found != 0)
+    hit_slot = np.searchsorted(entry_ends, hits, side="right")
+    products = tf[positions[hits]].astype(np.int64) * found[hits]
     terms = np.rint(np.sqrt(products.astype(np.float64)) * FIXED_POINT).astype(np.int64)
     counts = np.bincount(hit_slot, minlength=len(slots))
     running = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(terms, out=running[1:])
     ends = np.cumsum(counts)
     sums = running[ends] - running[ends - counts]
-    denom = total[text] * np.repeat(total[anchor], width)[slots]
     ok = np.flatnonzero(sums > 0)
-    sim = np.zeros(rows * width)
+    denom = total[text[ok]] * total[anchor[slots[ok] // width]]
     sim[slots[ok]] = (sums[ok].astype(np.float64) * (1.0 / FIXED_POINT)) / np.sqrt(
-        denom[ok].astype(np.float64)
+        denom.astype(np.float64)
     )
     return sim.reshape(rows, width)
 
@@ -489,14 +533,26 @@ def _window_similarities(
     rows = len(ids)
     last = np.zeros((rows, WINDOW))
     last[:, : WINDOW - 1] = _anchor_similarities(ids[:, -1], ids[:, : WINDOW - 1], vectors)
-    # Consecutive pairs recur in the windows of later examples: compute each pair once.
+    # Consecutive pairs recur in the windows of later examples: compute each pair once,
+    # and reuse the (last, last-but-one) pairs just computed.
+    span = int(ids.max()) + 1
     left, right = ids[:, :-1].reshape(-1), ids[:, 1:].reshape(-1)
     present = np.flatnonzero(left >= 0)
-    low = np.minimum(left[present], right[present])
-    high = np.maximum(left[present], right[present])
-    pair, inverse = np.unique(low * (int(ids.max()) + 1) + high, return_inverse=True)
-    span = int(ids.max()) + 1
-    pair_sims = _anchor_similarities(pair // span, (pair % span)[:, None], vectors)[:, 0]
+    pair, inverse = np.unique(
+        np.minimum(left[present], right[present]) * span
+        + np.maximum(left[present], right[present]),
+        return_inverse=True,
+    )
+    known = np.minimum(ids[:, -2], ids[:, -1]) * span + np.maximum(ids[:, -2], ids[:, -1])
+    order = np.argsort(known)
+    where = np.searchsorted(known[order], pair).clip(max=rows - 1)
+    reuse = known[order][where] == pair
+    pair_sims = np.zeros(len(pair))
+    pair_sims[reuse] = last[order[where[reuse]], WINDOW - 2]
+    todo = np.flatnonzero(~reuse)
+    pair_sims[todo] = _anchor_similarities(
+        pair[todo] // span, (pair[todo] % span)[:, None], vectors
+    )[:, 0]
     prev = np.zeros((rows, WINDOW))
     flat_prev = np.zeros(rows * (WINDOW - 1))
     flat_prev[present] = pair_sims[inverse]
@@ -567,6 +623,32 @@ _STRUCT = pl.Struct(
 )
 
 
+def _distinct(texts: pl.Series) -> tuple[pl.Series, np.ndarray]:
+    """The distinct texts in order of first appearance, and each text's index among them.
+
+    The same turn recurs in the windows of the later examples of its conversation, so
+    its embedding is computed once. The hash only groups; equality is checked after, and
+    a text that merely shares a hash keeps an entry of its own.
+    """
+    digest = texts.hash(seed=0).to_numpy()
+    order = np.argsort(digest)
+    ordered = digest[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    first = np.minimum.reduceat(order, starts)
+    group = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(order))))
+    rank = np.empty(len(first), dtype=np.int64)
+    by_position = np.argsort(first)
+    rank[by_position] = np.arange(len(first))
+    inverse = np.empty(len(order), dtype=np.int64)
+    inverse[order] = rank[group]
+    distinct = texts.gather(first[by_position])
+    clash = np.flatnonzero(~(distinct.gather(inverse) == texts).to_numpy())
+    if len(clash):
+        inverse[clash] = len(distinct) + np.arange(len(clash))
+        distinct = pl.concat([distinct, texts.gather(clash)])
+    return distinct, inverse
+
+
 def trajectory_frame(context: pl.Series) -> pl.DataFrame:
     """The trajectory columns (``COLUMNS``) for a Series of context-turn lists."""
     if context.dtype != pl.List(pl.String):
@@ -582,11 +664,7 @@ def trajectory_frame(context: pl.Series) -> pl.DataFrame:
         texts = context.gather(warm).list.tail(WINDOW).explode().fill_null("")
         # One entry per distinct text: the same turn recurs in the windows of later
         # examples of its conversation. The hash only groups; equality is then checked.
-        digest = texts.hash(seed=0).to_numpy()
-        _, first, inverse = np.unique(digest, return_index=True, return_inverse=True)
-        distinct = texts.gather(first)
-        if not (distinct.gather(inverse) == texts).all():
-            distinct, inverse = texts, np.arange(len(texts))
+        distinct, inverse = _distinct(texts)
         indptr, buckets, tf, total = _text_vectors(distinct)
         questions = distinct.str.contains(_QUESTION_PATTERN).to_numpy().astype(np.float64)
 
@@ -667,7 +745,8 @@ def trajectory_tag_expr() -> pl.Expr:
         cents = (pl.col(f"traj_{name}") * 100).round().cast(pl.Int64)
         pieces += [cents // 100, (cents % 100).cast(pl.String).str.zfill(2)]
         template.append(f"{name}={{}}.{{}}")
-    full = pl.format("[trajectory: " + " ".join(template) + " regime={}]", *pieces, pl.col("regime"))
+    body = "[trajectory: " + " ".join(template) + " regime={}]"
+    full = pl.format(body, *pieces, pl.col("regime"))
     short = pl.format("[trajectory: regime={}]", pl.col("regime"))
     cold = (pl.col("regime") == COLD_START) | pl.col("traj_c").is_null()
     return pl.when(cold).then(short).otherwise(full).alias("trajectory_tag")
