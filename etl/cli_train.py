@@ -23,6 +23,26 @@ def train():
     """
 
 
+@train.command(name="tiny-model")
+@click.argument("path", type=click.Path(file_okay=False, path_type=Path))
+def tiny_model(path):
+    """Write a tiny random Qwen2-shaped model with a ChatML tokenizer to PATH.
+
+    It learns nothing useful; it lets you try `etl train` end to end on any machine,
+    offline, in seconds:
+
+    \b
+        etl train tiny-model ./tiny
+        etl train sft --version v1 --preset 7b-lora --model ./tiny --iters 5 --set grad_accumulation_steps=1
+    """
+    from etl.train import require
+    from etl.train.tinymodel import make_tiny_model
+
+    require()
+    make_tiny_model(path)
+    click.echo(f"wrote a tiny model to {path}")
+
+
 @train.command()
 def presets():
     """List the bundled presets (YAML in the trainers' own keys)."""

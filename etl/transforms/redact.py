@@ -97,7 +97,7 @@ def is_token_value(candidate: str) -> bool:
 
 # ---------------------------------------------------------------- the table
 
-_GENERIC_KEYS = r"(?i:[a-z0-9_.\-]*(?:secret|token|api[_\-]?key|apikey|access[_\-]?key|private[_\-]?key))"
+_GENERIC_KEYS = r"(?i:[a-z0-9_.\-]*(?:secret|token|apikey|[_\-]key))"  # api_key, SECRET_KEY, signing-key
 _PASSWORD_KEYS = r"(?i:[a-z0-9_.\-]*(?:password|passwd|pwd|passphrase))"
 _ASSIGN = r"[\"']?[ \t]*[:=][ \t]*[\"']?"
 
@@ -143,7 +143,8 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern("shopify_token", rf"{_B}shp(?:at|ca|pa|ss)_[a-fA-F0-9]{{32}}{_B}"),
     SecretPattern("square_token", rf"{_B}sq0(?:atp|csp)-[0-9A-Za-z_-]{{22,43}}"),
     SecretPattern("databricks_token", rf"{_B}dapi[a-f0-9]{{32}}{_B}"),
-    SecretPattern("telegram_bot_token", rf"{_B}[0-9]{{8,10}}:AA[0-9A-Za-z_-]{{33}}"),
+    # No boundary in front: the token follows "bot" in API URLs (…/bot123456:AA…/sendMessage).
+    SecretPattern("telegram_bot_token", r"[0-9]{8,10}:AA[0-9A-Za-z_-]{33}"),
     SecretPattern(
         "discord_bot_token", rf"{_B}[MNO][A-Za-z0-9_-]{{23,25}}\.[A-Za-z0-9_-]{{6}}\.[A-Za-z0-9_-]{{27,38}}{_B}"
     ),
@@ -162,6 +163,17 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern(
         "basic_auth",
         r"(?P<pre>(?i:authorization)[ \t]*:[ \t]*(?i:basic)[ \t]+)(?P<secret>[A-Za-z0-9+/]{8,}=*)(?P<post>)",
+        group="secret",
+    ),
+    # A quoted password may contain spaces: up to the closing quote.
+    SecretPattern(
+        "password_assignment",
+        rf"(?P<pre>{_KEY_START}{_PASSWORD_KEYS}[\"']?[ \t]*[:=][ \t]*\")(?P<secret>[^\"\n\[][^\"\n]*)(?P<post>\")",
+        group="secret",
+    ),
+    SecretPattern(
+        "password_assignment",
+        rf"(?P<pre>{_KEY_START}{_PASSWORD_KEYS}[\"']?[ \t]*[:=][ \t]*')(?P<secret>[^'\n\[][^'\n]*)(?P<post>')",
         group="secret",
     ),
     SecretPattern(

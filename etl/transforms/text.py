@@ -567,16 +567,19 @@ _REPLY_HEADER = "|".join(
     ]
 )
 
-_QUOTE_LINE = r"[ \t]*>[^\n]*"
-# A quote block: '>' lines, where one unmarked line between two quote lines still
-# belongs to it (a wrapped link, a broken marker).
-_QUOTE_BLOCK = rf"{_QUOTE_LINE}(?:\n(?:[^\n]*\n)?{_QUOTE_LINE})*"
-# Removing a block also removes the blank lines after it, so the text around it closes up.
-_QUOTE_BLOCK_AND_GAP = rf"{_QUOTE_BLOCK}\n?(?:[ \t\r]*\n)*"
+def _quote_block(line: str) -> str:
+    # '>' lines, where one unmarked line between two quote lines still belongs to the
+    # block (a wrapped link, a broken marker). Removing a block also removes the blank
+    # lines after it, so the text around it closes up.
+    return rf"{line}(?:\n(?:[^\n]*\n)?{line})*\n?(?:[ \t\r]*\n)*"
 
-# A header directly followed by a quote block: both go, and any reply below stays.
-_QUOTED_REPLY = rf"{_ML}(?:{_REPLY_HEADER})\n(?:[ \t\r]*\n)*{_QUOTE_BLOCK_AND_GAP}"
-_QUOTE_LINES = rf"{_ML}^{_QUOTE_BLOCK_AND_GAP}"
+
+# Under a reply header anything starting with '>' is quoted (">Test", ">**"); elsewhere a
+# quote marker is followed by a space, another '>' or the line end, so ">_<" stays.
+_ANY_QUOTE_LINE = r"[ \t]*>[^\n]*"
+_QUOTE_LINE = r"[ \t]*>(?:[ \t>][^\n]*)?" + _EOL
+_QUOTED_REPLY = rf"{_ML}(?:{_REPLY_HEADER})\n(?:[ \t\r]*\n)*" + _quote_block(_ANY_QUOTE_LINE)
+_QUOTE_LINES = rf"{_ML}^" + _quote_block(_QUOTE_LINE)
 
 _FROM = r"(?:from|von|de|fra|från|van|od|da|từ|lähettäjä|от|expéditeur)"
 _SENT_OR_DATE = (
