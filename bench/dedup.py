@@ -16,7 +16,10 @@ punctuation, emoji, typo, filler word, word swap edits) and ~3% exact copies
   threshold.
 
 The corpus is generated in a child process and handed over as Parquet, so the
-reported peak RSS is that of loading the frame and deduplicating it.
+reported peak RSS is that of loading the frame and deduplicating it. Stage
+times are wall seconds of the median round; process CPU seconds and the load
+average are printed beside them, because on a shared machine the wall time
+says more about the neighbours than about the code.
 """
 
 from __future__ import annotations
@@ -353,16 +356,22 @@ def score(data: pl.DataFrame, out: pl.DataFrame, cfg) -> dict:
         ):
             continue  # one of the pair was dropped upstream
         j = _jaccard(norm[i], norm[s], cfg.ngram)
-        caught.append((cluster[i] == cluster[s], j >= t, edit[i].split("+")[0], norm[i] == norm[s]))
-    arr = np.array([(c, h, same) for c, h, _, same in caught], dtype=bool).reshape(-1, 3)
+        same = cluster[i] == cluster[s]
+        dropped = reason[i] in ("duplicate", "near_duplicate")
+        caught.append((same, j >= t, norm[i] == norm[s], same or dropped, edit[i].split("+")[0]))
+    arr = np.array([c[:4] for c in caught], dtype=bool).reshape(-1, 4)
+    hi = arr[:, 1]
     res["planted_paraphrases"] = int(len(arr))
     res["recall_all"] = float(arr[:, 0].mean()) if len(arr) else None
-    res["pairs_exact_j_ge_t"] = int(arr[:, 1].sum())
-    res["recall_exact_j_ge_t"] = float(arr[arr[:, 1], 0].mean()) if arr[:, 1].any() else None
+    res["pairs_exact_j_ge_t"] = int(hi.sum())
     res["same_after_normalising"] = int(arr[:, 2].sum())
+    # Same cluster as the source (the source's text kept, or the source's keeper).
+    res["recall_exact_j_ge_t"] = float(arr[hi, 0].mean()) if hi.any() else None
+    # Same cluster as the source, or dropped into another cluster.
+    res["caught_exact_j_ge_t"] = float(arr[hi, 3].mean()) if hi.any() else None
     by_edit: dict[str, list[bool]] = {}
-    for c, _h, e, _s in caught:
-        by_edit.setdefault(e, []).append(c)
+    for c in caught:
+        by_edit.setdefault(c[4], []).append(c[0])
     res["recall_by_edit"] = {e: round(float(np.mean(v)), 3) for e, v in sorted(by_edit.items())}
     # Precision of near-duplicate drops, per distinct dropped text.
     first_of_id = {}
@@ -374,12 +383,20 @@ def score(data: pl.DataFrame, out: pl.DataFrame, cfg) -> dict:
     for i, r in enumerate(reason):
         if r == "near_duplicate" and norm[i] not in dropped:
             dropped[norm[i]] = norm[first_of_id[cluster[i]]]
-    good = 0
+    good = near_miss = 0
     for text, keeper_text in dropped.items():
-        if text in planted_texts or _jaccard(text, keeper_text, cfg.ngram) >= t:
+        if text in planted_texts:
             good += 1
+            continue
+        j = _jaccard(text, keeper_text, cfg.ngram)
+        if j >= t:
+            good += 1
+        elif j >= t - 0.05:
+            near_miss += 1
     res["near_dropped_texts"] = len(dropped)
     res["precision_near"] = good / len(dropped) if dropped else None
+    # Wrong drops whose exact Jaccard with the keeper is within 0.05 of the threshold.
+    res["wrong_drops_within_0.05"] = near_miss / max(1, len(dropped) - good)
     # Exact copies end in their source's cluster.
     copies = [cluster[i] == cluster[source[i]] for i, k in enumerate(kind) if k == "copy" and reason[i] != "too_short" and reason[source[i]] != "too_short"]
     res["exact_copy_recall"] = float(np.mean(copies)) if copies else None
@@ -446,9 +463,17 @@ def main() -> None:
         "wall_s_rounds": [round(s["wall_s"], 2) for s in runs],
         "wall_s_median": round(statistics.median(s["wall_s"] for s in runs), 2),
         "stages_s (median round)": {k: round(med[k], 3) for k in stage_keys},
+        # Process CPU seconds (all threads): on a busy machine, a better guide
+        # than wall time to what the stage costs.
+        "stages_cpu_s (median round)": {k: round(med[k.replace("_s", "_cpu_s")], 3) for k in stage_keys},
+        "total_cpu_s (median round)": round(med["total_cpu_s"], 2),
+        "load_average_1min": round(os.getloadavg()[0], 2),
         "distinct_texts": med["distinct_texts"],
         "shingles": med["shingles"],
         "signing_texts_per_s": round(med["distinct_texts"] / (med["shingle_s"] + med["signature_s"])),
+        "signing_texts_per_cpu_s": round(
+            med["distinct_texts"] / (med["shingle_cpu_s"] + med["signature_cpu_s"])
+        ),
         "candidate_pairs": med["candidate_pairs"],
         "verified_pairs": med["verified_pairs"],
         "large_bucket_members": med["large_bucket_members"],

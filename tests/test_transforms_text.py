@@ -212,7 +212,7 @@ def test_normalise_output_invariants(texts):
     for out in run(normalise_text, texts)["text"].to_list():
         assert out == out.strip(WHITE_SPACE)
         assert "\r" not in out and "\n\n\n" not in out and "\ufffc" not in out
-        assert not any(line != line.rstrip() for line in out.split("\n"))
+        assert not any(line != line.rstrip(WHITE_SPACE) for line in out.split("\n"))
         assert not set(out) & {"\u200b", "\u200e", "\u200f", "\ufeff", "\u2060", "\xa0", "\u202f", "\u202a", "\u2066"}
         assert unicodedata.is_normalized("NFC", out)
 
@@ -572,3 +572,18 @@ def test_transforms_compose():
     out = drop_meta_messages(strip_quotes_and_signatures(normalise_text(messages(texts).lazy()))).collect()
     assert out["text"].to_list()[:3] == ["Loved “ok”", "Sounds good", "Café at 5?"]
     assert out["drop_reason"].to_list() == ["meta:tapback", None, None, "empty_after_strip", "empty"]
+
+
+@pytest.mark.parametrize("transform", [normalise_text, strip_quotes_and_signatures, drop_meta_messages])
+def test_empty_frame(transform):
+    out = transform(messages([]).lazy()).collect()
+    assert out.height == 0 and "drop_reason" in out.columns
+
+
+def test_other_columns_pass_through():
+    frame = messages(["Caf\u00c3\u00a9\n\nSent from my iPhone", "ok"]).with_columns(pl.Series("metadata", ['{"a": 1}', "{}"]))
+    out = drop_meta_messages(strip_quotes_and_signatures(normalise_text(frame.lazy()))).collect()
+    assert out.select("source", "source_id", "kind", "is_owner", "metadata").equals(
+        frame.select("source", "source_id", "kind", "is_owner", "metadata")
+    )
+    assert out["text"].to_list() == ["Café", "ok"]

@@ -7,25 +7,43 @@ model to answer everything with the same few lines. This stage keeps one
 example per cluster, by a stable rule (earliest first), and says why every
 other one was dropped.
 
-Two stages:
+**Normalised key** (:func:`normalize_expr`): lowercase; every run of
+characters that are not letters, digits, marks or ``_`` (punctuation, emoji,
+symbols, whitespace, and the invisible emoji joiners and variation selectors)
+becomes one space; ends stripped. Case, punctuation and emoji edits vanish
+("ok", "Ok!", "ok 👍" are one text), and so do the hot LSH buckets they would
+make. A reply with no letter or digit keeps its lowercased,
+whitespace-collapsed form, so "👍" and "❤️" stay distinct. The key is used for
+comparison only; the kept example's text is untouched.
 
-1. **Exact**, on a normalised key (:func:`normalize_expr`): lowercase, every
-   run of characters that are not letters, digits or ``_`` (punctuation,
-   emoji, symbols, whitespace) becomes one space, ends stripped. Case,
-   punctuation and emoji edits vanish here, and so do the hot buckets ("ok",
-   "Ok!", "ok 👍" are one text). A reply that is only emoji or punctuation keeps
-   its lowercased, whitespace-collapsed form, so "👍" and "❤️" stay distinct.
-   The key is used for comparison only; the kept example's text is untouched.
-2. **Near**, on the distinct normalised texts: character n-gram shingles,
-   MinHash signatures (bit-compatible with ``datasketch.MinHash``, scheme
-   ``affine32``, fed the same 32-bit shingle hashes from
-   :func:`shingle_hash32`), LSH banding with datasketch's optimal (bands, rows),
-   and a check of every candidate pair's estimated Jaccard against the
-   threshold before it links anything. Links never chain: a dropped text is
-   directly similar to the kept text it is attributed to.
+**Stage 1, exact**: repeats of a (normalised prompt, normalised reply) pair are
+dropped; the same reply text under different prompts is capped at
+``max_reply_repeats`` copies.
 
-Everything is vectorised (Polars + numpy) and deterministic: the same input
-gives the same output whatever the number of threads.
+**Stage 2, near** (:func:`near_duplicate_groups`), on the distinct normalised
+reply texts:
+
+- shingles are character n-grams (a text shorter than n is one shingle), each
+  hashed to 32 bits by :func:`shingle_hash32` (a polynomial over code points,
+  stable across library versions, so signatures can be stored);
+- MinHash signatures are datasketch's ``affine32`` scheme with its own
+  permutation parameters, bit-identical to ``datasketch.MinHash(num_perm,
+  seed, hashfunc=shingle_hash32)`` fed the same shingles;
+- LSH banding with datasketch's optimal (bands, rows) for the threshold; each
+  bucket member is paired with the first few earlier members of its bucket
+  (star edges), and every pair is verified (estimated Jaccard, the fraction of
+  equal signature values, at least the threshold) before it can link;
+- keepers are assigned greedily in priority order: a text is dropped when an
+  earlier *kept* text in one of its buckets reaches the threshold with it, and
+  is attributed to the smallest such text. Links never chain. Buckets larger
+  than the star are then completed: every kept member is checked against the
+  later members it could still change, until nothing changes, so the result
+  is exactly the greedy rule over all bucket-sharing pairs. That costs about
+  (kept members x members) checks per large bucket, not (members^2).
+
+Everything is vectorised (Polars + numpy), memory stays linear in the input
+(pairs are checked in chunks), and the result is deterministic: the same
+input gives the same output whatever the number of threads.
 """
 
 from __future__ import annotations
@@ -165,67 +183,99 @@ def _code_points(texts: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """All code points of ``texts`` concatenated, and each text's length."""
     texts = texts.cast(pl.String).fill_null("")
     lens = texts.str.len_chars().to_numpy().astype(np.int64, copy=False)
-    joined = "".join(texts.to_list()) if len(texts) else ""
+    joined = texts.str.join("").item() if len(texts) else ""
     cps = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
     return cps, lens
 
 
-def _shingle_hashes(cps: np.ndarray, lens: np.ndarray, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """32-bit shingle hashes of every text, text after text, and their counts."""
+# Characters per slab of the vectorised shingle hashing.
+_SLAB = 1 << 17
+
+
+def _hash_slab(
+    cps: np.ndarray,
+    char_off: np.ndarray,
+    lens: np.ndarray,
+    counts: np.ndarray,
+    starts: np.ndarray,
+    i0: int,
+    i1: int,
+    ngram: int,
+    out: np.ndarray,
+) -> None:
+    """Shingle hashes of texts i0..i1-1 into their slots of ``out``."""
+    c0, c1 = int(char_off[i0]), int(char_off[i1])
+    s0, s1 = int(starts[i0]), int(starts[i1])
+    seg = cps[c0:c1].astype(np.uint64)
+    seg += np.uint64(1)
+    n_pos = len(seg) - ngram + 1
+    cnt = counts[i0:i1]
+    ln = lens[i0:i1]
+    text_at = char_off[i0:i1] - c0
+    if n_pos > 0 and (ln >= ngram).any():
+        # Window hash at every position of the slab; each slot then takes the
+        # window starting at its text's start plus its rank in the text.
+        h = np.full(n_pos, ngram, dtype=np.uint64)
+        for k in range(ngram):
+            h *= _POLY_NP
+            h += seg[k : k + n_pos]
+        slot_start = starts[i0:i1] - s0
+        pos = np.arange(s1 - s0, dtype=np.int64)
+        pos += np.repeat(text_at - slot_start, cnt)
+        np.minimum(pos, n_pos - 1, out=pos)
+        out[s0:s1] = _fold32(h[pos])
+    short = np.flatnonzero(ln < ngram)
+    if len(short):
+        sl = ln[short]
+        h = sl.astype(np.uint64)
+        at = text_at[short]
+        for k in range(int(sl.max())):
+            live = sl > k
+            hk = h[live] * _POLY_NP
+            hk += seg[at[live] + k]
+            h[live] = hk
+        out[s0 + (starts[i0:i1][short] - starts[i0])] = _fold32(h)
+
+
+def _shingle_hashes(
+    cps: np.ndarray, lens: np.ndarray, ngram: int, threads: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """32-bit shingle hashes of every text, text after text, and their counts.
+
+    Equal to :func:`shingle_hash32` over :func:`shingles` of each text. Texts
+    are hashed in slabs of about ``_SLAB`` characters, spread over threads;
+    slabs write disjoint slots.
+    """
     m = len(lens)
     counts = np.where(lens >= ngram, lens - ngram + 1, 1).astype(np.int64)
     starts = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
-    total = int(starts[-1])
-    out = np.empty(total, dtype=np.uint32)
     char_off = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(lens, out=char_off[1:])
+    out = np.empty(int(starts[-1]), dtype=np.uint32)
+    # Slab boundaries on text boundaries.
+    cuts = np.searchsorted(char_off, np.arange(0, int(char_off[-1]) + _SLAB, _SLAB), side="left")
+    cuts = np.unique(np.concatenate([[0], cuts, [m]]).clip(0, m))
+    ranges = [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
-    short = lens < ngram
-    long_idx = np.flatnonzero(~short)
-    if len(long_idx):
-        # Window hashes at every position of the concatenation, computed in
-        # slabs; then the windows that stay inside one text are kept.
-        n_pos = len(cps) - ngram + 1
-        valid = np.ones(n_pos, dtype=bool)
-        ends = char_off[1:][~short]
-        for k in range(1, ngram):
-            pos = ends - ngram + k
-            valid[pos[pos < n_pos]] = False
-        # Short texts contribute no window starts.
-        short_idx = np.flatnonzero(short & (lens > 0))
-        for ln in range(1, ngram):
-            sel = short_idx[lens[short_idx] == ln]
-            for k in range(ln):
-                pos = char_off[sel] + k
-                valid[pos[pos < n_pos]] = False
-        slot_mask = np.ones(total, dtype=bool)
-        slot_mask[starts[:-1][short]] = False
-        dest = np.flatnonzero(slot_mask)
-        written = 0
-        slab = 1 << 18
-        seed = np.uint64(ngram)
-        for p0 in range(0, n_pos, slab):
-            p1 = min(p0 + slab, n_pos)
-            h = np.full(p1 - p0, seed, dtype=np.uint64)
-            for k in range(ngram):
-                h *= _POLY_NP
-                h += cps[p0 + k : p1 + k]
-                h += np.uint64(1)
-            hv = _fold32(h[valid[p0:p1]])
-            out[dest[written : written + len(hv)]] = hv
-            written += len(hv)
-    if short.any():
-        sidx = np.flatnonzero(short)
-        sl = lens[sidx]
-        h = sl.astype(np.uint64)
-        for k in range(max(int(sl.max()), 0)):
-            live = sl > k
-            hk = h[live] * _POLY_NP
-            hk += cps[char_off[sidx[live]] + k].astype(np.uint64) + np.uint64(1)
-            h[live] = hk
-        out[starts[:-1][sidx]] = _fold32(h)
+    def work(share: list[tuple[int, int]]) -> None:
+        for i0, i1 in share:
+            _hash_slab(cps, char_off, lens, counts, starts, i0, i1, ngram, out)
+
+    _run_shared(work, ranges, threads)
     return out, counts
+
+
+def _run_shared(work, items: list, threads: int) -> None:
+    """Run ``work`` over round-robin shares of ``items`` on up to ``threads`` threads."""
+    threads = max(1, min(threads, len(items)))
+    if threads == 1:
+        work(items)
+        return
+    shares = [items[t::threads] for t in range(threads)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for f in [pool.submit(work, share) for share in shares]:
+            f.result()
 
 
 # --------------------------------------------------------------------------
@@ -236,9 +286,11 @@ def _shingle_hashes(cps: np.ndarray, lens: np.ndarray, ngram: int) -> tuple[np.n
 @lru_cache(maxsize=16)
 def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's affine32 permutation parameters ``(a, b)`` for (num_perm, seed)."""
-    gen = np.random.RandomState(seed)
-    a = gen.randint(0, 1 << 31, num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
-    b = gen.randint(0, 1 << 32, num_perm, dtype=np.uint32)
+    from datasketch import MinHash
+
+    a, b = MinHash(num_perm=num_perm, seed=seed, scheme="affine32").permutations
+    a = np.array(a, dtype=np.uint32)
+    b = np.array(b, dtype=np.uint32)
     a.setflags(write=False)
     b.setflags(write=False)
     return a, b
@@ -262,14 +314,30 @@ def _fmix32(h: np.ndarray) -> np.ndarray:
     return h
 
 
-_BLOCK = 1024
+# Shingle slots (texts x padded shingle count) per signature block.
+_BLOCK_SLOTS = 1 << 16
 
 
 def _default_threads() -> int:
     try:
-        return max(1, min(len(os.sched_getaffinity(0)), pl.thread_pool_size()))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - platforms without sched_getaffinity
-        return max(1, min(os.cpu_count() or 1, pl.thread_pool_size()))
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, pl.thread_pool_size()))
+
+
+def _signature_blocks(counts_sorted: np.ndarray) -> list[tuple[int, int]]:
+    """Runs of texts (sorted by shingle count) of about ``_BLOCK_SLOTS`` slots."""
+    blocks = []
+    m = len(counts_sorted)
+    i = 0
+    while i < m:
+        j = min(m, i + max(1, _BLOCK_SLOTS // int(counts_sorted[i])))
+        w = max(1, _BLOCK_SLOTS // int(counts_sorted[j - 1]))
+        j = min(j, i + w)
+        blocks.append((i, j))
+        i = j
+    return blocks
 
 
 def _signatures_from_hashes(
@@ -283,10 +351,12 @@ def _signatures_from_hashes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row-major (texts, num_perm) signatures and (bands, texts) band keys.
 
-    Texts are processed in blocks of similar shingle count; a block's shingle
-    matrix is padded by repeating a text's last shingle, which cannot change
-    a minimum. Blocks write disjoint rows, so the result does not depend on
-    how blocks are spread over threads.
+    datasketch's affine32 scheme: each 32-bit shingle hash is pre-mixed with
+    fmix32, then permutation k maps it to ``a_k * h + b_k mod 2^32``, and a
+    signature value is the minimum over the text's shingles. Texts go in
+    blocks of similar shingle count; a block's (shingle, text) matrix is padded
+    by repeating a text's last shingle, which cannot change a minimum. Blocks
+    write disjoint rows, so the result does not depend on the threads.
     """
     m = len(counts)
     sig = np.empty((m, num_perm), dtype=np.uint32)
@@ -294,51 +364,43 @@ def _signatures_from_hashes(
     if m == 0:
         return sig, keys
     a, b = permutations(num_perm, seed)
+    a_s = [np.uint32(x) for x in a]
+    b_s = [np.uint32(x) for x in b]
     g = _fmix32(hv)
     starts = np.zeros(m, dtype=np.int64)
     np.cumsum(counts[:-1], out=starts[1:])
     by_count = np.argsort(counts, kind="stable")
-    blocks = [by_count[i : i + _BLOCK] for i in range(0, m, _BLOCK)]
-    a_full = np.ascontiguousarray(np.broadcast_to(a[:, None], (num_perm, _BLOCK)))
-    b_full = np.ascontiguousarray(np.broadcast_to(b[:, None], (num_perm, _BLOCK)))
+    counts_sorted = counts[by_count]
+    blocks = _signature_blocks(counts_sorted)
     used = bands * rows
+    steps_all = np.arange(int(counts_sorted[-1]), dtype=np.int64)[:, None]
 
-    def work(block_ids: list[int]) -> None:
-        tmp = np.empty((num_perm, _BLOCK), dtype=np.uint32)
-        acc = np.empty((num_perm, _BLOCK), dtype=np.uint32)
-        for bi in block_ids:
-            cols = blocks[bi]
-            w = len(cols)
-            c = counts[cols]
-            width = int(c.max())
-            st = starts[cols]
-            steps = np.minimum(np.arange(width)[:, None], c[None, :] - 1)
-            mat = g[st[None, :] + steps]  # (width, w)
-            out = acc[:, :w]
-            t = tmp[:, :w]
-            af = a_full[:, :w]
-            bf = b_full[:, :w]
-            out.fill(0xFFFFFFFF)
-            for l in range(width):
-                np.multiply(af, mat[l], out=t)
-                np.add(t, bf, out=t)
-                np.minimum(out, t, out=out)
+    def work(share: list[tuple[int, int]]) -> None:
+        buf = np.empty(max(_BLOCK_SLOTS, int(counts_sorted[-1])), dtype=np.uint32)
+        acc = np.empty(num_perm * _BLOCK_SLOTS, dtype=np.uint32)
+        for i0, i1 in share:
+            cols = by_count[i0:i1]
+            w = i1 - i0
+            c = counts_sorted[i0:i1]
+            width = int(c[-1])
+            idx = np.minimum(steps_all[:width], c[None, :] - 1)
+            idx += starts[cols][None, :]
+            mat = g[idx]  # (width, w)
+            t = buf[: width * w].reshape(width, w)
+            out = acc[: num_perm * w].reshape(num_perm, w)
+            for k in range(num_perm):
+                np.multiply(mat, a_s[k], out=t)
+                np.add(t, b_s[k], out=t)
+                np.minimum.reduce(t, axis=0, out=out[k])
             sig[cols] = out.T
             band_rows = out[:used].reshape(bands, rows, w)
-            k = band_rows[:, 0, :].astype(np.uint64)
+            key = band_rows[:, 0, :].astype(np.uint64)
             for r in range(1, rows):
-                k *= _BAND_POLY
-                k += band_rows[:, r, :]
-            keys[:, cols] = k
+                key *= _BAND_POLY
+                key += band_rows[:, r, :]
+            keys[:, cols] = key
 
-    threads = max(1, min(threads, len(blocks)))
-    if threads == 1:
-        work(list(range(len(blocks))))
-    else:
-        shares = [list(range(t, len(blocks), threads)) for t in range(threads)]
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            for f in [pool.submit(work, s) for s in shares]:
-                f.result()
+    _run_shared(work, blocks, threads)
     return sig, keys
 
 
@@ -357,12 +419,10 @@ def minhash_signatures(
     """
     if not isinstance(texts, pl.Series):
         texts = pl.Series(list(texts), dtype=pl.String)
+    threads = threads or _default_threads()
     cps, lens = _code_points(texts)
-    hv, counts = _shingle_hashes(cps, lens, ngram)
-    bands, rows = 1, 1
-    sig, _ = _signatures_from_hashes(
-        hv, counts, num_perm, seed, bands, rows, threads or _default_threads()
-    )
+    hv, counts = _shingle_hashes(cps, lens, ngram, threads)
+    sig, _ = _signatures_from_hashes(hv, counts, num_perm, seed, 1, 1, threads)
     return sig
 
 
@@ -386,6 +446,38 @@ def _agreement(sig: np.ndarray, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return out
 
 
+def _sorted_unique(x: np.ndarray) -> np.ndarray:
+    """Distinct values of an ascending array."""
+    if len(x) < 2:
+        return x
+    keep = np.empty(len(x), dtype=bool)
+    keep[0] = True
+    np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return x[keep]
+
+
+def _in_sorted(x: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Whether each value of ``x`` occurs in the ascending array ``table``.
+
+    (numpy's own ``isin``/``unique`` hash integers by value, which degrades
+    badly on the structured pair codes used here.)
+    """
+    if not len(table):
+        return np.zeros(len(x), dtype=bool)
+    at = np.searchsorted(table, x)
+    at[at == len(table)] = len(table) - 1
+    return table[at] == x
+
+
+def _first_of_runs(x: np.ndarray) -> np.ndarray:
+    """Positions where a run of equal values starts in an ascending array."""
+    keep = np.empty(len(x), dtype=bool)
+    if len(x):
+        keep[0] = True
+        np.not_equal(x[1:], x[:-1], out=keep[1:])
+    return np.flatnonzero(keep)
+
+
 def _bucket_edges(
     keys: np.ndarray, star: int
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
@@ -400,34 +492,40 @@ def _bucket_edges(
     dsts: list[np.ndarray] = []
     large: list[tuple[np.ndarray, np.ndarray]] = []
     m = keys.shape[1]
-    idx = np.arange(m, dtype=np.int64)
     for band in keys if m > 1 else ():
-        order = np.argsort(band, kind="stable")
+        order = np.argsort(band)
         sk = band[order]
         new = np.empty(m, dtype=bool)
         new[0] = True
         np.not_equal(sk[1:], sk[:-1], out=new[1:])
-        start = np.maximum.accumulate(np.where(new, idx, 0))
-        pos = idx - start
         bstarts = np.flatnonzero(new)
         sizes = np.diff(np.append(bstarts, m))
-        size = np.repeat(sizes, sizes)
-        multi = size > 1
+        multi = np.repeat(sizes > 1, sizes)
         if not multi.any():
             continue
+        # Members of shared buckets, ascending within each bucket.
+        members = order[multi]
+        bucket = np.cumsum(new)[multi]
+        members = np.sort(bucket * m + members) % m
+        new_b = np.empty(len(members), dtype=bool)
+        new_b[0] = True
+        np.not_equal(bucket[1:], bucket[:-1], out=new_b[1:])
+        n_b = len(members)
+        at = np.arange(n_b, dtype=np.int64)
+        start = np.maximum.accumulate(np.where(new_b, at, 0))
+        pos = at - start
         for o in range(star):
-            sel = np.flatnonzero(multi & (pos > o))
+            sel = np.flatnonzero(pos > o)
             if not len(sel):
                 break
-            srcs.append(order[start[sel] + o])
-            dsts.append(order[sel])
-        big = size > star + 1
+            srcs.append(members[start[sel] + o])
+            dsts.append(members[sel])
+        bsizes = np.diff(np.append(np.flatnonzero(new_b), n_b))
+        big = np.repeat(bsizes > star + 1, bsizes)
         if big.any():
             sel = np.flatnonzero(big)
-            members = order[sel]
             # Start of each member's bucket, re-based on the selection.
-            bstart = np.searchsorted(sel, start[sel])
-            large.append((members, bstart))
+            large.append((members[sel], np.searchsorted(sel, start[sel])))
     if srcs:
         src = np.concatenate(srcs)
         dst = np.concatenate(dsts)
@@ -436,16 +534,26 @@ def _bucket_edges(
     return src, dst, large
 
 
-def _unique_pairs(src: np.ndarray, dst: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (src, dst) pairs, sorted by dst then src."""
+def _unique_pairs(
+    src: np.ndarray, dst: np.ndarray, m: int, *extra: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Distinct (src, dst) pairs, sorted by dst then src (with ``extra`` columns)."""
     if not len(src):
-        return src, dst
-    code = np.unique(dst.astype(np.int64) * m + src)
-    return code % m, code // m
+        return (src, dst, *extra)
+    code = dst.astype(np.int64) * m + src
+    if extra:
+        order = np.argsort(code)
+        code = code[order]
+        first = _first_of_runs(code)
+        code = code[first]
+        extra = tuple(e[order][first] for e in extra)
+    else:
+        code = _sorted_unique(np.sort(code))
+    return (code % m, code // m, *extra)
 
 
 def _greedy(m: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Keep/drop in index order over verified edges (src < dst).
+    """Keep/drop in index order over verified edges (src < dst, sorted by dst).
 
     A text is dropped when some earlier *kept* text is linked to it; otherwise
     it is kept. Returns the status per text: 1 kept, 2 dropped.
@@ -454,40 +562,37 @@ def _greedy(m: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     status = np.ones(m, dtype=np.int8)
     if not len(src):
         return status
-    has_in = np.zeros(m, dtype=bool)
-    has_in[dst] = True
-    status[has_in] = 0
+    status[dst] = 0
     s, d = src, dst
     rounds = 0
     while len(d):
         rounds += 1
-        hit = status[s] == 1
-        status[d[hit]] = 2
+        # Linked to a kept text: dropped.
+        status[d[status[s] == 1]] = 2
         live = status[d] == 0
         s, d = s[live], d[live]
         if not len(d):
             break
-        blocked = np.unique(d[status[s] != 2])
-        cand = np.unique(d)
-        free = cand[~np.isin(cand, blocked, assume_unique=True)]
+        # Every earlier linked text dropped: kept.
+        blocked = _sorted_unique(d[status[s] != 2])
+        cand = _sorted_unique(d)
+        free = cand[~_in_sorted(cand, blocked)]
         status[free] = 1
         live = status[d] == 0
         s, d = s[live], d[live]
         if rounds >= 32 and len(d):
             # Sequential finish in index order over what is left.
-            order = np.lexsort((s, d))
-            s, d = s[order], d[order]
-            nodes, first = np.unique(d, return_index=True)
-            bounds = np.append(first, len(d))
-            st = status  # view, updated in place
+            firsts = _first_of_runs(d)
+            bounds = np.append(firsts, len(d)).tolist()
+            nodes = d[firsts].tolist()
             s_list = s.tolist()
-            for k, node in enumerate(nodes.tolist()):
+            for k, node in enumerate(nodes):
                 dropped = False
                 for i in s_list[bounds[k] : bounds[k + 1]]:
-                    if st[i] == 1:
+                    if status[i] == 1:
                         dropped = True
                         break
-                st[node] = 2 if dropped else 1
+                status[node] = 2 if dropped else 1
             break
     return status
 
@@ -495,17 +600,19 @@ def _greedy(m: int, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 def _keepers(
     m: int, src: np.ndarray, dst: np.ndarray, agree: np.ndarray, status: np.ndarray, num_perm: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Smallest kept linked text of each dropped text, and the estimate with it."""
+    """Smallest kept linked text of each dropped text, and the estimate with it.
+
+    Edges are sorted by dst then src, so the first kept src of a dst is the
+    smallest.
+    """
     keeper = np.arange(m, dtype=np.int64)
     jac = np.ones(m, dtype=np.float64)
     sel = (status[src] == 1) & (status[dst] == 2)
     s, d, a = src[sel], dst[sel], agree[sel]
     if len(d):
-        order = np.lexsort((s, d))
-        s, d, a = s[order], d[order], a[order]
-        nodes, first = np.unique(d, return_index=True)
-        keeper[nodes] = s[first]
-        jac[nodes] = a[first] / num_perm
+        first = _first_of_runs(d)
+        keeper[d[first]] = s[first]
+        jac[d[first]] = a[first] / num_perm
     return keeper, jac
 
 
@@ -553,57 +660,85 @@ def _completion_pairs(
                 yield src[need], dst[need]
 
 
+class _Clock:
+    """Wall and CPU seconds of consecutive stages, for ``stats``."""
+
+    def __init__(self) -> None:
+        self.start = self.wall = time.perf_counter()
+        self.start_cpu = self.cpu = time.process_time()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.laps[f"{name}_s"] = wall - self.wall
+        self.laps[f"{name}_cpu_s"] = cpu - self.cpu
+        self.wall, self.cpu = wall, cpu
+
+    @property
+    def total(self) -> float:
+        return self.wall - self.start
+
+    @property
+    def total_cpu(self) -> float:
+        return self.cpu - self.start_cpu
+
+
 def _near_duplicates(
     texts: pl.Series, cfg: DedupConfig, threads: int | None, stats: dict | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """keeper index and estimated Jaccard with it, per text."""
     m = len(texts)
-    t0 = time.perf_counter()
+    threads = threads or _default_threads()
+    clock = _Clock()
     cps, lens = _code_points(texts)
-    hv, counts = _shingle_hashes(cps, lens, cfg.ngram)
+    hv, counts = _shingle_hashes(cps, lens, cfg.ngram, threads)
     del cps
-    t1 = time.perf_counter()
+    clock.lap("shingle")
     bands, rows = lsh_params(cfg.threshold, cfg.num_perm)
-    sig, keys = _signatures_from_hashes(
-        hv, counts, cfg.num_perm, cfg.seed, bands, rows, threads or _default_threads()
-    )
+    sig, keys = _signatures_from_hashes(hv, counts, cfg.num_perm, cfg.seed, bands, rows, threads)
     del hv
-    t2 = time.perf_counter()
+    clock.lap("signature")
     src, dst, large = _bucket_edges(keys, _STAR)
     del keys
     src, dst = _unique_pairs(src, dst, m)
-    t3 = time.perf_counter()
+    clock.lap("banding")
     agree = _agreement(sig, src, dst)
     ok = agree / cfg.num_perm >= cfg.threshold
     n_candidates = len(src)
     src, dst, agree = src[ok], dst[ok], agree[ok]
-    t4 = time.perf_counter()
+    clock.lap("verify")
     status = _greedy(m, src, dst)
     keeper, jac = _keepers(m, src, dst, agree, status, cfg.num_perm)
     completion_rounds = 0
     completion_checked = 0
+    rejected = np.empty(0, dtype=np.int64)  # codes of pairs found below the threshold
     while large:
-        add_s, add_d, add_a = [], [], []
+        add_s, add_d, add_a, no = [], [], [], [rejected]
         for s, d in _completion_pairs(large, status, keeper, _STAR):
+            code = d * m + s
+            fresh = ~_in_sorted(code, rejected)
+            s, d, code = s[fresh], d[fresh], code[fresh]
             a = _agreement(sig, s, d)
             completion_checked += len(s)
             good = a / cfg.num_perm >= cfg.threshold
+            no.append(code[~good])
             if good.any():
                 add_s.append(s[good])
                 add_d.append(d[good])
                 add_a.append(a[good])
         if not add_s:
             break
+        rejected = np.sort(np.concatenate(no))
         completion_rounds += 1
-        src = np.concatenate([src, *add_s])
-        dst = np.concatenate([dst, *add_d])
-        agree = np.concatenate([agree, *add_a])
-        code = dst * m + src
-        code, first = np.unique(code, return_index=True)
-        src, dst, agree = src[first], dst[first], agree[first]
+        src, dst, agree = _unique_pairs(
+            np.concatenate([src, *add_s]),
+            np.concatenate([dst, *add_d]),
+            m,
+            np.concatenate([agree, *add_a]),
+        )
         status = _greedy(m, src, dst)
         keeper, jac = _keepers(m, src, dst, agree, status, cfg.num_perm)
-    t5 = time.perf_counter()
+    clock.lap("greedy")
     if stats is not None:
         stats.update(
             texts=m,
@@ -616,11 +751,7 @@ def _near_duplicates(
             completion_checked=completion_checked,
             completion_rounds=completion_rounds,
             near_dropped=int((keeper != np.arange(m)).sum()),
-            shingle_s=t1 - t0,
-            signature_s=t2 - t1,
-            banding_s=t3 - t2,
-            verify_s=t4 - t3,
-            greedy_s=t5 - t4,
+            **clock.laps,
         )
     return keeper, jac
 
@@ -691,99 +822,141 @@ def deduplicate(
     The row order and the other columns are unchanged. The input is collected
     once; the result is returned as a LazyFrame.
     """
-    t0 = time.perf_counter()
+    clock = _Clock()
+    threads = threads or _default_threads()
     df = lf.collect()
+    n = df.height
     sort_cols = list(order) + ([] if "example_id" in order else ["example_id"])
-    base = df.with_row_index("__row")
-    active = (
-        base.filter(pl.col("drop_reason").is_null())
-        .select("__row", "example_id", "prompt", key, *[c for c in sort_cols if c not in ("example_id", key, "prompt")])
-        .sort(sort_cols, nulls_last=True, maintain_order=True)
-        .with_columns(
-            pl.col("prompt").fill_null("").str.to_lowercase().alias("__np"),
-            pl.col(key).fill_null("").str.to_lowercase().alias("__nr"),
-        )
-        .with_columns(
-            _normalize_lowered(pl.col("__np")).alias("__np"),
-            _normalize_lowered(pl.col("__nr")).alias("__nr"),
-        )
-        .with_row_index("__rank")
-        .select("__row", "__rank", "example_id", "__np", "__nr")
+    active_rows = np.flatnonzero(df.get_column("drop_reason").is_null().to_numpy())
+    n_active = len(active_rows)
+    act_idx = pl.Series(active_rows, dtype=pl.Int64)
+    # Priority rank of each active row (0 = earliest), without moving the
+    # frame's (possibly long) text columns around.
+    by_priority = (
+        df.select(sort_cols)[act_idx]
+        .select(pl.arg_sort_by(sort_cols, nulls_last=True, maintain_order=True))
+        .to_series()
+        .to_numpy()
     )
-    t1 = time.perf_counter()
-    active = active.with_columns(
-        (pl.col("__rank").min().over("__np", "__nr") != pl.col("__rank")).alias("__dup"),
-        pl.col("__rank").min().over("__nr").alias("__tfirst"),
-    )
-    firsts = active.filter(pl.col("__rank") == pl.col("__tfirst"))
-    # Distinct texts in priority order: the first rows are already in rank order.
-    texts = firsts.get_column("__nr")
-    text_first = firsts.get_column("__rank").to_numpy()
-    first_ids = firsts.get_column("example_id")
-    t2 = time.perf_counter()
-    near_stats: dict = {}
-    keeper, jac = _near_duplicates(texts, cfg, threads, near_stats)
-    t3 = time.perf_counter()
+    rank = np.empty(n_active, dtype=np.int64)
+    rank[by_priority] = np.arange(n_active)
+    responses = _normalize_series(df.get_column(key)[act_idx], threads)
+    clock.lap("normalise")
 
-    n_active = active.height
-    # Text index of every active row, via its first row's rank.
+    # Stage 1: distinct normalised responses, numbered in priority order.
+    tfirst = (
+        pl.DataFrame({"t": responses, "r": rank})
+        .select(pl.col("r").min().over("t"))
+        .to_series()
+        .to_numpy()
+    )
+    text_first = np.sort(tfirst[rank == tfirst])  # ranks of each text's first row
     text_of_rank = np.full(n_active, -1, dtype=np.int64)
     text_of_rank[text_first] = np.arange(len(text_first))
-    tid = text_of_rank[active.get_column("__tfirst").to_numpy()]
-    row_keeper_text = keeper[tid]
-    near = row_keeper_text != tid
-    dup = active.get_column("__dup").to_numpy()
-    # Reply-repeat cap among rows that are neither duplicates nor near ones.
-    eligible = ~dup & ~near
-    active = active.with_columns(
-        pl.Series("__elig", eligible),
-        pl.Series("__ktext", row_keeper_text),
-        pl.Series("__jac", jac[tid]),
-    ).with_columns(pl.col("__elig").cast(pl.UInt32).cum_sum().over("__nr").alias("__seen"))
-    seen = active.get_column("__seen").to_numpy()
-    repeats = eligible & (seen > cfg.max_reply_repeats)
-    cluster_size = np.bincount(row_keeper_text, minlength=len(text_first))
-    in_cluster = cluster_size[row_keeper_text] > 1
+    tid = text_of_rank[tfirst]
+    n_texts = len(text_first)
+    rows_per_text = np.bincount(tid, minlength=n_texts)
+    # Exact (prompt, response) repeats: only rows whose response repeats can be.
+    dup = np.zeros(n_active, dtype=bool)
+    shared = np.flatnonzero(rows_per_text[tid] > 1)
+    if len(shared):
+        prompts = _normalize_series(df.get_column("prompt")[act_idx[shared]], threads)
+        pair_first = (
+            pl.DataFrame({"t": tid[shared], "p": prompts, "r": rank[shared]})
+            .select(pl.col("r").min().over("t", "p"))
+            .to_series()
+            .to_numpy()
+        )
+        dup[shared] = pair_first != rank[shared]
+    first_row = by_priority[text_first]  # active row of each text's first example
+    texts = responses[first_row]
+    clock.lap("exact")
+
+    # Stage 2: near duplicates among the distinct texts.
+    near_stats: dict = {}
+    keeper, jac = _near_duplicates(texts, cfg, threads, near_stats)
+    clock.lap("near")
+
+    keeper_text = keeper[tid]
+    near = keeper_text != tid
+    # Reply-repeat cap, in priority order within each text, among rows that
+    # are neither exact repeats nor near duplicates.
+    eligible = np.flatnonzero(~dup & ~near)
+    order_e = eligible[np.lexsort((rank[eligible], tid[eligible]))]
+    t_e = tid[order_e]
+    new_group = np.ones(len(order_e), dtype=bool)
+    new_group[1:] = t_e[1:] != t_e[:-1]
+    group_start = np.maximum.accumulate(np.where(new_group, np.arange(len(order_e)), 0))
+    seen = np.arange(len(order_e)) - group_start + 1
+    repeats = np.zeros(n_active, dtype=bool)
+    repeats[order_e[seen > cfg.max_reply_repeats]] = True
+
+    code = np.zeros(n, dtype=np.int8)
+    code[active_rows[repeats]] = 3
+    code[active_rows[near]] = 2
+    code[active_rows[dup]] = 1
+    cluster_size = np.bincount(keeper_text, minlength=n_texts)
+    in_cluster = np.zeros(n, dtype=bool)
+    in_cluster[active_rows] = cluster_size[keeper_text] > 1
+    cluster_row = np.zeros(n, dtype=np.int64)
+    cluster_row[active_rows] = active_rows[first_row[keeper_text]]
+    row_jac = np.full(n, np.nan)
+    row_jac[active_rows] = jac[tid]
     marks = pl.DataFrame(
         {
-            "__row": active.get_column("__row"),
-            "__reason": pl.select(
-                pl.when(pl.Series(dup))
-                .then(pl.lit(DROP_DUPLICATE))
-                .when(pl.Series(near))
-                .then(pl.lit(DROP_NEAR_DUPLICATE))
-                .when(pl.Series(repeats))
-                .then(pl.lit(DROP_REPLY_REPEATS))
-                .otherwise(pl.lit(None, dtype=pl.String))
-            ).to_series(),
-            "__cluster": first_ids.gather(row_keeper_text),
-            "__cjac": active.get_column("__jac"),
-            "__in": pl.Series(in_cluster, dtype=pl.Boolean),
+            "__code": code,
+            "__cluster": df.get_column("example_id").gather(cluster_row),
+            "__jac": row_jac,
+            "__in": in_cluster,
         }
     )
-    out = (
-        base.join(marks, on="__row", how="left", maintain_order="left")
-        .with_columns(
-            pl.coalesce(pl.col("drop_reason").cast(pl.String), pl.col("__reason")).alias("drop_reason"),
-            pl.when(pl.col("__in")).then(pl.col("__cluster")).alias("dup_cluster"),
-            pl.when(pl.col("__in")).then(pl.col("__cjac")).alias("dup_jaccard"),
-        )
-        .drop("__row", "__reason", "__cluster", "__cjac", "__in")
+    reason = (
+        pl.when(pl.col("__code") == 1)
+        .then(pl.lit(DROP_DUPLICATE))
+        .when(pl.col("__code") == 2)
+        .then(pl.lit(DROP_NEAR_DUPLICATE))
+        .when(pl.col("__code") == 3)
+        .then(pl.lit(DROP_REPLY_REPEATS))
     )
-    t4 = time.perf_counter()
+    out = pl.concat([df, marks], how="horizontal").with_columns(
+        pl.coalesce(pl.col("drop_reason").cast(pl.String), reason).alias("drop_reason"),
+        pl.when(pl.col("__in")).then(pl.col("__cluster")).alias("dup_cluster"),
+        pl.when(pl.col("__in")).then(pl.col("__jac")).alias("dup_jaccard"),
+    ).drop("__code", "__cluster", "__jac", "__in")
+    clock.lap("assign")
     if stats is not None:
         stats.update(near_stats)
         stats.update(
-            input_rows=df.height,
+            input_rows=n,
             active_rows=n_active,
-            distinct_texts=len(text_first),
+            distinct_texts=n_texts,
             duplicate=int(dup.sum()),
             near_duplicate=int((near & ~dup).sum()),
             reply_repeats=int(repeats.sum()),
-            normalise_s=t1 - t0,
-            exact_s=t2 - t1,
-            near_s=t3 - t2,
-            assign_s=t4 - t3,
-            total_s=t4 - t0,
+            **clock.laps,
+            total_s=clock.total,
+            total_cpu_s=clock.total_cpu,
         )
     return out.lazy()
+
+
+def _normalize_series(texts: pl.Series, threads: int) -> pl.Series:
+    """:func:`normalize_expr` over a Series, in parallel slices."""
+    n = len(texts)
+    parts = max(1, min(threads, n // 50_000))
+
+    def one(part: pl.Series) -> pl.Series:
+        lower = part.fill_null("").str.to_lowercase()
+        words = lower.str.replace_all(_NON_WORD_RUNS, " ").str.strip_chars(" ")
+        empty = words.str.len_bytes() == 0
+        if empty.any():
+            fallback = lower.filter(empty).str.replace_all(r"\s{2,}|[^\S ]", " ").str.strip_chars()
+            words = words.scatter(empty.arg_true(), fallback)
+        return words
+
+    if parts == 1:
+        return one(texts).alias(texts.name)
+    step = -(-n // parts)
+    with ThreadPoolExecutor(max_workers=parts) as pool:
+        done = list(pool.map(one, [texts.slice(i, step) for i in range(0, n, step)]))
+    return pl.concat(done, rechunk=True).alias(texts.name)

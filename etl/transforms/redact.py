@@ -39,6 +39,8 @@ class SecretPattern(NamedTuple):
     "secret" replaces only that group and keeps the `pre`/`post` groups around it.
     `verify`, when set, is asked about each match (the secret's text) in Python and
     only confirmed matches are replaced; the regex then only selects candidates.
+    `rewrite` goes further: it gets each candidate and the placeholder and returns the
+    text to put in its place (for a card number inside a longer run of digits).
     """
 
     name: str
@@ -46,6 +48,11 @@ class SecretPattern(NamedTuple):
     group: str = "0"
     verify: Callable[[str], bool] | None = None
     kind: str = "SECRET"
+    rewrite: Callable[[str, str], str] | None = None
+
+    @property
+    def in_python(self) -> bool:
+        return self.verify is not None or self.rewrite is not None
 
     @property
     def placeholder(self) -> str:
@@ -80,6 +87,27 @@ _CARD_ISSUER = re.compile(r"4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|2)|35
 def is_card_number(candidate: str) -> bool:
     digits = re.sub(r"[ -]", "", candidate)
     return 13 <= len(digits) <= 19 and bool(_CARD_ISSUER.match(digits)) and luhn_valid(digits)
+
+
+def redact_card_numbers(candidate: str, placeholder: str) -> str:
+    """Replace the card numbers inside a run of digit groups ("4111 1111 1111 1111 2024"
+    is a card and a year): the longest run of whole groups that is a valid card wins."""
+    groups = [(m.start(), m.end()) for m in re.finditer(r"[0-9]+", candidate)]
+    out, i, last = [], 0, 0
+    while i < len(groups):
+        best = None
+        for j in range(len(groups) - 1, i - 1, -1):
+            start, end = groups[i][0], groups[j][1]
+            if is_card_number(candidate[start:end]):
+                best = j
+                break
+        if best is None:
+            i += 1
+            continue
+        start, end = groups[i][0], groups[best][1]
+        out += [candidate[last:start], placeholder]
+        last, i = end, best + 1
+    return "".join(out) + candidate[last:]
 
 
 def is_phone_number(candidate: str) -> bool:
@@ -158,7 +186,9 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
         group="secret",
     ),
     SecretPattern(
-        "bearer_token", rf"(?P<pre>{_B}(?i:bearer)[ \t]+)(?P<secret>[A-Za-z0-9\-._~+/]{{16,}}=*)(?P<post>)", group="secret"
+        "bearer_token",
+        rf"(?P<pre>{_B}(?i:bearer)[ \t]+)(?P<secret>[A-Za-z0-9\-._~+/]{{16,}}=*)(?P<post>)",
+        group="secret",
     ),
     SecretPattern(
         "basic_auth",
@@ -187,7 +217,8 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
         group="secret",
         verify=is_token_value,
     ),
-    SecretPattern("credit_card", rf"{_B}[0-9](?:[ -]?[0-9]){{12,18}}{_B}", verify=is_card_number),
+    # A whole run of digit groups is one candidate; the rewrite finds the card(s) in it.
+    SecretPattern("credit_card", rf"{_B}[0-9](?:[ -]?[0-9]){{12,}}{_B}", rewrite=redact_card_numbers),
 )
 
 PII_PATTERNS: tuple[SecretPattern, ...] = (
@@ -198,7 +229,8 @@ PII_PATTERNS: tuple[SecretPattern, ...] = (
         "phone",
         # +44 20 7946 0958, 0044…, (415) 555-0134, 415-555-0134, 020 7946 0958, 06 12 34 56 78;
         # the verifier wants 9 to 15 digits, so dates and short numbers stay.
-        rf"(?:\+|{_B}00)[1-9][0-9]{{0,2}}[ .\-]?(?:\([0-9]{{1,4}}\)[ .\-]?)?[0-9]{{1,4}}(?:[ .\-]?[0-9]{{1,4}}){{1,5}}{_B}"
+        rf"(?:\+|{_B}00)[1-9][0-9]{{0,2}}[ .\-]?(?:\([0-9]{{1,4}}\)[ .\-]?)?"
+        rf"[0-9]{{1,4}}(?:[ .\-]?[0-9]{{1,4}}){{1,5}}{_B}"
         rf"|\([0-9]{{2,4}}\)[ .\-]?[0-9]{{3,4}}[ .\-]?[0-9]{{3,4}}{_B}"
         rf"|{_B}0[0-9]{{1,4}}[ .\-][0-9]{{2,8}}(?:[ .\-][0-9]{{2,4}}){{0,3}}{_B}"
         rf"|{_B}[0-9]{{3}}[.\-][0-9]{{3}}[.\-][0-9]{{4}}{_B}",
@@ -208,13 +240,16 @@ PII_PATTERNS: tuple[SecretPattern, ...] = (
 )
 
 
-# A cheap necessary condition for any pattern (literal prefixes, key names, a run of
-# digits, '@'): one pass over every row; the full union then runs on the few it keeps.
+# A cheap necessary condition for any pattern: provider prefixes (case-sensitive, as in
+# the patterns), key names in any case, a run of digits, '+(' before a digit, '@'. One
+# pass over every row; the full union then runs on the few rows it keeps. Adding a
+# provider means adding its prefix here too (a test plants one of each).
 _HINT = (
-    r"(?i:-----BEGIN|eyJ|sk-|sk_|rk_|whsec_|gh[pousr]_|github_pat_|glpat-|hooks\.slack|xox|xapp-"
-    r"|A[BCGIKNPRS][A-Z]A|aiza|ya29\.|gocspx-|hf_|npm_|pypi-|SG\.|key|-us[0-9]|_v1_|shp|sq0|dapi|:AA"
-    r"|://|bearer|basic|pass|pwd|secret|token)"
-    r"|SK[0-9a-fA-F]|[0-9][ .\-]?[0-9][ .\-]?[0-9][ .\-]?[0-9]|[+(][0-9]|@"
+    r"-----BEGIN|eyJ|sk-|sk_|rk_|whsec_|gh[pousr]_|github_pat_|glpat-|hooks\.slack|xox|xapp-"
+    r"|A[BCGIKNPRS][A-Z]A|AIza|ya29\.|GOCSPX-|hf_|npm_|pypi-|SG\.|SK[0-9a-fA-F]|key-|-us[0-9]|_v1_|shp|sq0"
+    r"|dapi|:AA|[MNO][A-Za-z0-9_-]{23,25}\.|://"
+    r"|(?i:bearer|basic|pass|pwd|secret|token|key)"
+    r"|[0-9][ .\-]?[0-9][ .\-]?[0-9][ .\-]?[0-9]|[+(][0-9]|@"
 )
 
 
@@ -231,9 +266,11 @@ def _python_regex(pattern: str) -> re.Pattern[str]:
 def _verified_replace(pattern: SecretPattern) -> Callable[[pl.Series], pl.Series]:
     regex = _python_regex(pattern.pattern)
     verify = pattern.verify
-    assert verify is not None
 
     def replace_match(m: re.Match[str]) -> str:
+        if pattern.rewrite is not None:
+            return pattern.rewrite(m.group(0), pattern.placeholder)
+        assert verify is not None
         if pattern.group == "0":
             return pattern.placeholder if verify(m.group(0)) else m.group(0)
         if not verify(m.group("secret")):
@@ -256,13 +293,16 @@ def _union(patterns: tuple[SecretPattern, ...]) -> str:
     return "|".join(f"(?:{re.sub(r'[(][?]P<[a-z]+>', '(?:', p.pattern)})" for p in patterns)
 
 
-def _redact_column(lf: pl.LazyFrame, column: str, patterns: Iterable[SecretPattern]) -> tuple[pl.LazyFrame, list[str]]:
-    """Apply every pattern to one column in order; returns the frame and the count columns."""
+def _redact_column(
+    lf: pl.LazyFrame, column: str, patterns: Iterable[SecretPattern]
+) -> tuple[pl.LazyFrame, list[tuple[str, str]]]:
+    """Apply the patterns to one column in order; returns the frame and, per pattern,
+    its type name and the column counting its replacements."""
     counts = []
     for i, pattern in enumerate(patterns):
         count = f"_redact_{column}_{i}"
         col = pl.col(column)
-        if pattern.verify is None:
+        if not pattern.in_python:
             lf = lf.with_columns(
                 col.str.count_matches(pattern.pattern).alias(count),
                 col.str.replace_all(pattern.pattern, pattern.replacement),
@@ -278,7 +318,7 @@ def _redact_column(lf: pl.LazyFrame, column: str, patterns: Iterable[SecretPatte
                 (col.str.count_matches(pattern.placeholder, literal=True) - pl.col(count)).alias(count)
             )
         counts.append((pattern.name, count))
-    return lf, counts  # type: ignore[return-value]
+    return lf, counts
 
 
 def _redact_rows(rows: pl.DataFrame, columns: tuple[str, ...], pii: bool) -> pl.DataFrame:

@@ -45,12 +45,6 @@ def _is_text_kind(lf: pl.LazyFrame) -> pl.Expr:
     return pl.lit(True)
 
 
-def _only_where(condition: pl.Expr, value: pl.Expr) -> pl.Expr:
-    """`value` on matching rows, null elsewhere: string kernels skip nulls, so an
-    expensive regex then only runs on the rows that can need it."""
-    return pl.when(condition).then(value)
-
-
 def _run_on_one(transform: Callable[[pl.LazyFrame], pl.LazyFrame], s: str, **columns) -> pl.DataFrame:
     frame = pl.DataFrame(
         {TEXT: [s], DROP_REASON: [None], **{k: [v] for k, v in columns.items()}},
@@ -116,7 +110,7 @@ def rewrite_flagged_rows(
     packed_inputs = pl.struct(*[pl.col(c) for c in inputs], flag.fill_null(False).alias(flag_name))
     return (
         lf.with_columns(
-            packed_inputs.map_batches(run, return_dtype=pl.Struct(carried), is_elementwise=True).alias(packed)
+            packed_inputs.map_batches(run, return_dtype=pl.Struct(carried), is_elementwise=False).alias(packed)
         )
         .with_columns(*[unpack(name) for name in outputs])
         .drop(packed)
@@ -133,8 +127,12 @@ def merge_rows(base: pl.Series, positions: pl.Series, values: pl.Series) -> pl.S
     return base.append(values).gather(index)
 
 
-def _replace_where(target: pl.Series, mask: pl.Series, transform: Callable[[pl.Series], pl.Series],
-                   source: pl.Series | None = None) -> pl.Series:
+def _replace_where(
+    target: pl.Series,
+    mask: pl.Series,
+    transform: Callable[[pl.Series], pl.Series],
+    source: pl.Series | None = None,
+) -> pl.Series:
     """Eager: `target` with the rows in `mask` replaced by `transform(source[mask])`."""
     positions = mask.fill_null(False).arg_true()
     if not len(positions):
@@ -270,21 +268,13 @@ def _mojibake_pattern() -> str:
     try:
         return _ftfy_badness_pattern()
     except Exception:  # pragma: no cover - a future ftfy with new syntax
-        # Lead byte of a UTF-8 sequence read as Latin-1/cp1252, then a continuation
-        # byte; C1 controls; the usual three-character cp1252 forms.
-        return r"[\x{80}-\x{9F}]|[\x{C2}-\x{F4}][\x{80}-\x{BF}\x{152}\x{153}\x{160}\x{161}\x{178}\x{17D}\x{17E}\x{192}\x{2C6}\x{2DC}\x{2013}\x{2014}\x{2018}-\x{201E}\x{2020}-\x{2022}\x{2026}\x{2030}\x{2039}\x{203A}\x{20AC}\x{2122}]"
-
-
-@functools.cache
-def _mojibake_prefilter() -> str:
-    """The non-ASCII characters ftfy's detector mentions: every one of its alternatives
-    needs at least one, so a text with none of them cannot be flagged."""
-    pattern = _mojibake_pattern()
-    chars = {int(h, 16) for h in re.findall(r"\\x\{([0-9A-F]+)\}", pattern)}
-    ranges = re.findall(r"\\x\{([0-9A-F]+)\}-\\x\{([0-9A-F]+)\}", pattern)
-    for lo, hi in ranges:
-        chars.update(range(int(lo, 16), int(hi, 16) + 1))
-    return _char_class(c for c in chars if c > 0x7F)
+        # C1 controls, or the lead byte of a UTF-8 sequence read as Latin-1/cp1252
+        # followed by a continuation byte read the same way.
+        return (
+            r"[\x{80}-\x{9F}]|[\x{C2}-\x{F4}][\x{80}-\x{BF}\x{152}\x{153}\x{160}\x{161}\x{178}\x{17D}"
+            r"\x{17E}\x{192}\x{2C6}\x{2DC}\x{2013}\x{2014}\x{2018}-\x{201E}\x{2020}-\x{2022}\x{2026}"
+            r"\x{2030}\x{2039}\x{203A}\x{20AC}\x{2122}]"
+        )
 
 
 def _char_class(codepoints) -> str:
@@ -322,34 +312,34 @@ def _nfc_sensitive() -> str:
     return _char_class(points)
 
 
-def _gated(condition: pl.Expr, column: pl.Expr, transformed: Callable[[pl.Expr], pl.Expr]) -> pl.Expr:
-    """`transformed(column)` where `condition` holds, `column` elsewhere; the
-    transformation only runs on the matching rows."""
-    return pl.coalesce(transformed(_only_where(condition, column)), column)
+def _attachment_placeholders(t: pl.Expr) -> pl.Expr:
+    return (
+        t.str.replace_all(_ATTACHMENT_BETWEEN_WORDS, "${1} ${2}")
+        .str.replace_all(_ATTACHMENT_BETWEEN_WORDS, "${1} ${2}")
+        .str.replace_all("\uFFFC", "", literal=True)
+    )
 
 
-def _basic_stages(name: str) -> list[pl.Expr]:
-    """The vectorised rules as successive column rewrites (each stage reads the column
-    once it is computed, so nothing is evaluated twice). Each rule is idempotent and
-    none re-enables an earlier one: line breaks, attachment placeholders, invisibles,
-    stray joiners, NFC, odd spaces, trailing spaces, blank-line runs, outer whitespace."""
-    t = pl.col(name)
+def _stray_joiners_removed(t: pl.Expr) -> pl.Expr:
+    return t.str.replace_all(_JOINERS_IN_CONTEXT, "${1}")
 
-    def placeholders(x: pl.Expr) -> pl.Expr:
-        return (
-            x.str.replace_all(_ATTACHMENT_BETWEEN_WORDS, "${1} ${2}")
-            .str.replace_all(_ATTACHMENT_BETWEEN_WORDS, "${1} ${2}")
-            .str.replace_all("\uFFFC", "", literal=True)
-        )
 
-    return [
-        t.str.replace_all(r"\r\n?|[\x{2028}\x{2029}]", "\n"),
-        _gated(t.str.contains("\uFFFC", literal=True), t, placeholders),
-        t.str.replace_all(_INVISIBLE, ""),
-        _gated(t.str.contains(_STRAY_JOINER), t, lambda x: x.str.replace_all(_JOINERS_IN_CONTEXT, "${1}")),
-        _gated(t.str.contains(_nfc_sensitive()), t, lambda x: x.str.normalize("NFC")),
-        _spacing_rules(t.str.replace_all(r"[\x{A0}\x{202F}]", " ")),
-    ]
+def _where_matches(s: pl.Series, pattern: str, rule: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
+    """Eager: `rule` applied to the rows of `s` matching `pattern`, and to no other."""
+    return _replace_where(s, _eval(lambda t: t.str.contains(pattern), s), lambda rows: _eval(rule, rows))
+
+
+def _basic_normalise_series(s: pl.Series) -> pl.Series:
+    """The vectorised rules, in an order where none re-enables an earlier one (each is
+    idempotent): line breaks, attachment placeholders, invisibles, stray joiners, NFC,
+    odd spaces, trailing spaces, blank-line runs, outer whitespace. The rare rules run
+    on the rows that need them only."""
+    s = _eval(lambda t: t.str.replace_all(r"\r\n?|[\x{2028}\x{2029}]", "\n"), s)
+    s = _where_matches(s, "\uFFFC", _attachment_placeholders)
+    s = _eval(lambda t: t.str.replace_all(_INVISIBLE, ""), s)
+    s = _where_matches(s, _STRAY_JOINER, _stray_joiners_removed)
+    s = _where_matches(s, _nfc_sensitive(), lambda t: t.str.normalize("NFC"))
+    return _eval(lambda t: _spacing_rules(t.str.replace_all(r"[\x{A0}\x{202F}]", " ")), s)
 
 
 def _spacing_rules(t: pl.Expr) -> pl.Expr:
@@ -367,27 +357,17 @@ def _special_characters() -> str:
     return _char_class(points)[:-1] + _nfc_sensitive()[1:-1] + "]"
 
 
-def _basic_normalise_series(s: pl.Series) -> pl.Series:
-    frame = pl.DataFrame({"t": s})
-    for stage in _basic_stages("t"):
-        frame = frame.with_columns(stage.alias("t"))
-    return frame["t"]
-
-
 # Printable ASCII except '<', with no space at either end, is already normal and
 # cannot be HTML or mojibake: such rows skip every rule.
 _NEEDS_NORMALISING = r"[^\x20-\x3B\x3D-\x7E]|\A | \z"
 
 
 def _looks_like_html(text: pl.Expr) -> pl.Expr:
-    starts = text.str.contains(_HTML_START)
-    return starts & _only_where(starts, text).str.contains(_HTML_CLOSE).fill_null(False)
+    return text.str.contains(_HTML_START) & text.str.contains(_HTML_CLOSE)
 
 
 def _looks_like_mojibake(text: pl.Expr) -> pl.Expr:
-    # ftfy's detector, behind a one-class prefilter (pure ASCII never gets there).
-    maybe = text.str.contains(_mojibake_prefilter())
-    return maybe & _only_where(maybe, text).str.contains(_mojibake_pattern()).fill_null(False)
+    return text.str.contains(_mojibake_pattern())
 
 
 def _needs_repair(text: pl.Expr) -> pl.Expr:
@@ -499,7 +479,7 @@ def _normalise_rows(rows: pl.DataFrame) -> pl.DataFrame:
     out = _replace_where(out, flags["spacing"] & ~flags["special"], lambda s: _eval(_spacing_rules, s))
     # A rule can uncover HTML or mojibake (an invisible character splitting "Ã©").
     changed = (out != raw).fill_null(False)
-    uncovered = _replace_where(changed, changed, lambda _: _eval(_needs_repair, out.filter(changed)))
+    uncovered = _replace_where(changed, changed, lambda rows: _eval(_needs_repair, rows), source=out)
     out = _replace_where(out, flags["repair"] | uncovered, _repair, source=raw)
     return pl.DataFrame({TEXT: out})
 
@@ -566,6 +546,7 @@ _REPLY_HEADER = "|".join(
         r"^[ \t]*[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}[^0-9][^\n<]*<\s*[^\s<>@]+@[^\s<>]+\s*>:?" + _EOL,
     ]
 )
+
 
 def _quote_block(line: str) -> str:
     # '>' lines, where one unmarked line between two quote lines still belongs to the
@@ -647,7 +628,6 @@ _MOBILE_LINE = (
     r"|Verzonden met mijn? [A-Za-z0-9 ]{1,30})"
     r"[ \t]*\.?[ \t]*(?:<[^>\n]*>)?[ \t\r]*"
 )
-_MOBILE_HINT = r"Sent |Get Outlook|Envoyé de|Von meinem|Enviado desde|Inviato da|Verzonden met"
 _MOBILE_SIGNATURE = rf"(?:\A|\n)(?:{_MOBILE_LINE}(?:\n[ \t\r]*)*)+\z"
 # "-Abhishek Kona" after a blank line, at the very end.
 _SIGNOFF = r"\n[ \t\r]*\n[ \t]*-\p{L}[\p{L}.'’-]*(?:[ \t]+\p{L}[\p{L}.'’-]*){0,3}[ \t\r]*\z"
@@ -674,29 +654,24 @@ def _strip_stages() -> list[list[pl.Expr]]:
     """Successive `with_columns` stages computing `_s_text`, `stripped_chars`,
     `strip_rules` and `_s_any` (a rule fired)."""
     text = pl.col(TEXT)
-    hinted = text
-    t, head, tail = pl.col("_s_t"), pl.col("_s_head"), pl.col("_s_tail")
+    head, tail = pl.col("_s_head"), pl.col("_s_tail")
     h1, h2, h3 = pl.col("_s_h1"), pl.col("_s_h2"), pl.col("_s_h3")
-    forwarded = t.str.contains(_FORWARD_MARKER)
-    before_forward = _gated(forwarded, t, lambda x: x.str.replace(rf"(?:{_FORWARD_MARKER})[\s\S]*", ""))
-    has_quote = head.str.contains(">", literal=True)
+    # Rules only look above a forwarded message; the forwarded part (tail) is kept whole.
+    before_forward = text.str.replace(rf"(?:{_FORWARD_MARKER})[\s\S]*", "")
     stages = [
-        [hinted.alias("_s_t")],
         [before_forward.alias("_s_head")],
         [
-            t.str.slice(head.str.len_chars()).alias("_s_tail"),
-            _gated(has_quote, head, lambda x: x.str.replace_all(_QUOTED_REPLY, "")).alias("_s_h1"),
+            text.str.slice(head.str.len_chars()).alias("_s_tail"),
+            head.str.replace_all(_QUOTED_REPLY, "").alias("_s_h1"),
         ],
         [h1.str.replace(rf"(?:{_ANY_CUT})[\s\S]*", "").alias("_s_h2")],
         [
             (h1 != head).alias("_s_fired_quoted_reply"),
             (h2 != h1).alias("_s_cut"),
-            _gated(h2.str.contains(">", literal=True), h2, lambda x: x.str.replace_all(_QUOTE_LINES, "")).alias(
-                "_s_h3"
-            ),
+            h2.str.replace_all(_QUOTE_LINES, "").alias("_s_h3"),
         ],
-        # Which cut rule fired: the one(s) matching earliest, looked up on cut rows only.
-        [_only_where(pl.col("_s_cut"), h1).str.find(pattern).alias(f"_s_at_{name}") for name, pattern in CUT_RULES],
+        # Which cut rule fired: the one(s) matching earliest.
+        [pl.when(pl.col("_s_cut")).then(h1.str.find(pattern)).alias(f"_s_at_{name}") for name, pattern in CUT_RULES],
         [
             pl.min_horizontal([pl.col(f"_s_at_{name}") for name, _ in CUT_RULES]).alias("_s_cut_at"),
             (h3 != h2).alias("_s_fired_quote_lines"),
@@ -704,13 +679,7 @@ def _strip_stages() -> list[list[pl.Expr]]:
             ((tail != "") & ~pl.col("_s_cut")).alias("_s_keeps_tail"),
             h3.str.strip_chars_end().alias("_s_h3s"),
         ],
-        [
-            _gated(
-                pl.col("_s_h3s").str.contains(_MOBILE_HINT),
-                pl.col("_s_h3s"),
-                lambda x: x.str.replace(_MOBILE_SIGNATURE, "").str.strip_chars_end(),
-            ).alias("_s_h4")
-        ],
+        [pl.col("_s_h3s").str.replace(_MOBILE_SIGNATURE, "").str.strip_chars_end().alias("_s_h4")],
         [pl.col("_s_h4").str.replace(_SIGNOFF, "").str.strip_chars_end().alias("_s_h5")],
     ]
     fired = {
