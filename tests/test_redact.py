@@ -208,6 +208,7 @@ def test_missing_column_is_an_error():
         ("12 4111 1111 1111 1111", "12 [SECRET:credit_card]"),
         ("4111111111111111 4012888888881881", "[SECRET:credit_card] [SECRET:credit_card]"),
         ("4111 1111 1111 1112 2024", "4111 1111 1111 1112 2024"),
+        ("0" * 26 + " 5555-5555-5555-4444", "0" * 26 + " [SECRET:credit_card]"),
     ],
 )
 def test_card_inside_a_longer_run_of_digits(text, expected):

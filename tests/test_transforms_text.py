@@ -274,7 +274,9 @@ def test_talon_standard_replies(client):
 
 
 GITHUB = "email_reply/github_email_reply_parser"
-# parse_reply() of upstream: the visible fragments, right-stripped.
+# Upstream parse_reply(): the visible (non-hidden) fragments, right-stripped. Taken from
+# expected.json where it states the reply, else derived from its fragment assertions
+# (pathological.txt has none about content: there it is the visible text above the quote).
 GITHUB_EXPECTED = {
     "correct_sig.txt": "this is an email with a correct -- signature.",
     "email_1_1.txt": "Hi folks\n\nWhat is the best way to clear a Riak bucket of all key, values after \n"

@@ -91,22 +91,23 @@ def is_card_number(candidate: str) -> bool:
 
 def redact_card_numbers(candidate: str, placeholder: str) -> str:
     """Replace the card numbers inside a run of digit groups ("4111 1111 1111 1111 2024"
-    is a card and a year): the longest run of whole groups that is a valid card wins."""
+    is a card and a year): from each group, the longest run of whole groups (at most
+    19 digits) that is a valid card wins."""
     groups = [(m.start(), m.end()) for m in re.finditer(r"[0-9]+", candidate)]
     out, i, last = [], 0, 0
     while i < len(groups):
-        best = None
-        for j in range(len(groups) - 1, i - 1, -1):
-            start, end = groups[i][0], groups[j][1]
-            if is_card_number(candidate[start:end]):
-                best = j
+        best, digits = None, ""
+        for j in range(i, len(groups)):
+            digits += candidate[groups[j][0] : groups[j][1]]
+            if len(digits) > 19:
                 break
+            if len(digits) >= 13 and _CARD_ISSUER.match(digits) and luhn_valid(digits):
+                best = j
         if best is None:
             i += 1
             continue
-        start, end = groups[i][0], groups[best][1]
-        out += [candidate[last:start], placeholder]
-        last, i = end, best + 1
+        out += [candidate[last : groups[i][0]], placeholder]
+        last, i = groups[best][1], best + 1
     return "".join(out) + candidate[last:]
 
 
