@@ -306,8 +306,8 @@ def build_version(
             if record:
                 # Rows first, then the folder appears: a build killed between the two leaves
                 # rows without a folder, which the next build of this version removes.
-                with transaction(con):
-                    _record(con, version, target, manifest, rows, message_drops, example_drops)
+                with clock("record"), transaction(con):
+                    _record(con, version, target, manifest, examples, rows, message_drops, example_drops)
                 try:
                     os.rename(partial, target)
                 except OSError:
@@ -445,7 +445,7 @@ def _write_files(folder: Path, files: dict[str, list[str]]) -> dict[str, dict[st
     return written
 
 
-def _record(con, version, target, manifest, rows, message_drops, example_drops) -> None:
+def _record(con, version, target, manifest, examples, rows, message_drops, example_drops) -> None:
     built = {
         "version": version,
         "built_at": datetime.now(timezone.utc),
@@ -457,25 +457,13 @@ def _record(con, version, target, manifest, rows, message_drops, example_drops) 
         "manifest": canonical_json(manifest),
     }
     insert_frame(con, BUILDS, pl.DataFrame([built], schema=BUILDS.polars_schema()))
-    examples = pl.DataFrame(
-        {
-            "version": [version] * len(rows),
-            "example_id": [r["example_id"] for r in rows],
-            "split": [r["split"] for r in rows],
-            "source": [r["source"] for r in rows],
-            "conversation_id": [r["conversation_id"] for r in rows],
-            "message_ids": [r["message_ids"] for r in rows],
-            "context_ids": [r["context_ids"] for r in rows],
-            "sent_at": [r["sent_at"] for r in rows],
-            "prompt": [r["prompt"] for r in rows],
-            "response": [r["response"] for r in rows],
-            "messages": [canonical_json(r["messages"]) for r in rows],
-            "trajectory": [canonical_json(_trajectory_of(r)) for r in rows],
-            "regime": [r["regime"] for r in rows],
-        },
-        schema=BUILD_EXAMPLES.polars_schema(),
+    # `rows` are `examples` in the same order, with their final messages.
+    recorded = examples.with_columns(
+        version=pl.lit(version),
+        messages=pl.Series([canonical_json(r["messages"]) for r in rows], dtype=pl.String),
+        trajectory=pl.Series([canonical_json(_trajectory_of(r)) for r in rows], dtype=pl.String),
     )
-    insert_frame(con, BUILD_EXAMPLES, examples)
+    insert_frame(con, BUILD_EXAMPLES, recorded.select(BUILD_EXAMPLES.column_names).cast(BUILD_EXAMPLES.polars_schema()))  # type: ignore[arg-type]
     drops = pl.concat([message_drops, example_drops]).with_columns(pl.lit(version).alias("version"))
     insert_frame(con, BUILD_DROPS, drops.cast(BUILD_DROPS.polars_schema()))  # type: ignore[arg-type]
 
