@@ -193,6 +193,7 @@ BUILD_EXAMPLES = Table(
         Column("regime", "str", ""),
     ),
     primary_key=("version", "example_id"),
+    key_constraint=False,  # unique by construction; the index would double the recording time
 )
 
 BUILD_DROPS = Table(
