@@ -458,10 +458,10 @@ def _record(con, version, target, manifest, examples, rows, message_drops, examp
         "manifest": canonical_json(manifest),
     }
     insert_frame(con, BUILDS, pl.DataFrame([built], schema=BUILDS.polars_schema()))
-    # `rows` are `examples` in the same order, with their final messages.
+    # `rows` are `examples` in the same order.
+    # The ChatML line itself lives in the version's files; SQL gets prompt and response.
     recorded = examples.with_columns(
         version=pl.lit(version),
-        messages=pl.Series([canonical_json(r["messages"]) for r in rows], dtype=pl.String),
         trajectory=pl.Series([canonical_json(_trajectory_of(r)) for r in rows], dtype=pl.String),
     )
     insert_frame(con, BUILD_EXAMPLES, recorded.select(BUILD_EXAMPLES.column_names).cast(BUILD_EXAMPLES.polars_schema()))  # type: ignore[arg-type]

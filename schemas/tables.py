@@ -188,7 +188,6 @@ BUILD_EXAMPLES = Table(
         Column("sent_at", "ts", "when the reply was sent"),
         Column("prompt", "str", "context flattened, as in the DPO prompt"),
         Column("response", "str", "the owner's reply"),
-        Column("messages", "json", "the ChatML messages as written"),
         Column("trajectory", "json", "trajectory scalars and regime"),
         Column("regime", "str", ""),
     ),
