@@ -38,6 +38,8 @@ from etl.versions import dataset_sha256, sha256_file, write_manifest_and_sums
 from etl.warehouse import insert_frame, open_warehouse, query_frame, transaction
 
 SPLITS = ("train", "valid", "test")
+# What turn assembly reads of a cleaned message.
+TURN_COLUMNS = ("source", "source_id", "conversation_id", "sent_at", "sender", "sender_name", "is_owner", "text")
 TRAJECTORY_COLUMNS = ("traj_c", "traj_u", "traj_p", "traj_r", "traj_k", "traj_n", "traj_s")
 
 
@@ -249,8 +251,14 @@ def build_version(
             messages = _load_messages(con, config, run_ids)
         rejected, rejected_through = _load_rejected(con, config, rejected_through)
 
+        loaded = {"messages": messages.height, "messages_by_source": _count_by(messages, "source")}
         kept, stages, message_drops, redactions = _run_message_stages(messages, config, clock)
-        n_turns, n_candidates, example_stage, example_drops, examples = _run_example_stages(kept, config, clock)
+        n_kept = kept.height
+        del messages  # the raw frame is not needed again; a million rows of text are worth freeing
+        n_turns, n_candidates, example_stage, example_drops, examples = _run_example_stages(
+            kept.select(TURN_COLUMNS), config, clock
+        )
+        del kept
         stages.append(example_stage)
         with clock("render"):
             rows = _example_rows(examples, config)
@@ -272,9 +280,8 @@ def build_version(
                 "rejected_answers_through": rejected_through,
             },
             "counts": {
-                "messages": messages.height,
-                "messages_by_source": _count_by(messages, "source"),
-                "messages_kept": kept.height,
+                **loaded,
+                "messages_kept": n_kept,
                 "turns": n_turns,
                 "stages": stages,
                 "examples": {"candidates": n_candidates, "kept": len(rows)},
