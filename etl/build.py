@@ -99,7 +99,7 @@ def _load_messages(con, config: Config, run_ids: list[str] | None) -> pl.DataFra
         where.append(f"source IN ({', '.join('?' for _ in config.build.sources)})")
         params += list(config.build.sources)
     if run_ids is not None:
-        where.append(f"ingest_run_id IN (SELECT unnest(?::VARCHAR[]))")
+        where.append("ingest_run_id IN (SELECT unnest(?::VARCHAR[]))")
         params.append(run_ids)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
     return query_frame(
@@ -170,7 +170,7 @@ def _run_example_stages(kept: pl.DataFrame, config: Config, clock: "_Clock"):
         pl.col("message_ids").list.first().alias("message_id"),
         pl.lit("examples").alias("stage"),
         pl.col("drop_reason").alias("reason"),
-        pl.col("dup_cluster").alias("detail") if "dup_cluster" in reasons.columns else pl.lit(None, pl.String).alias("detail"),
+        pl.col("dup_cluster").alias("detail"),  # the example a duplicate repeats
     )
     kept_examples = examples.filter(pl.col("drop_reason").is_null())
     with clock("trajectory"):

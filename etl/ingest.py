@@ -16,7 +16,7 @@ from typing import Any, Callable
 import polars as pl
 
 from etl.config import Owner
-from etl.schemas import INGEST_RUNS, QUARANTINE, RAW_MESSAGES, SCHEMA_VERSION, WATERMARKS
+from etl.schemas import INGEST_RUNS, QUARANTINE, RAW_MESSAGES, SCHEMA_VERSION
 from etl.schemas.records import canonical_json
 from etl.sources import Source, SourceContext
 from etl.warehouse import insert_frame, open_warehouse, transaction

@@ -5,7 +5,6 @@ import subprocess
 import sys
 import time
 
-import polars as pl
 import pytest
 from click.testing import CliRunner
 

@@ -155,3 +155,11 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "precious.txt").write_text("mine")
     _one_line_error(CliRunner().invoke(cli, ["demo", "--home", str(tmp_path)]), "not a demo folder")
     assert (tmp_path / "precious.txt").exists()
+
+
+def test_shell_answers_queries_until_quit(run):
+    land(run.warehouse, dialogue("c", [(False, "hello there friend")]))
+    result = run("shell", input="select count(*) as n\nfrom messages;\nselect nope;\n.quit\n")
+    assert result.exit_code == 0, result.output
+    assert "│ 1   │" in result.output or "│ 1 │" in result.output
+    assert "SQL error" in result.output
