@@ -154,6 +154,8 @@ def _run_example_stages(kept: pl.DataFrame, config: Config, clock: "_Clock"):
     with clock("examples"):
         examples = conversations.build_examples(turns, context_turns=b.context_turns, context_chars=b.context_chars)
         examples = conversations.drop_short_responses(examples, min_chars=b.min_response_chars)
+    n_turns = turns.height
+    del turns
     dedup = DedupConfig(
         threshold=b.dedup_threshold,
         num_perm=b.dedup_num_perm,
@@ -173,6 +175,8 @@ def _run_example_stages(kept: pl.DataFrame, config: Config, clock: "_Clock"):
         pl.col("dup_cluster").alias("detail"),  # the example a duplicate repeats
     )
     kept_examples = examples.filter(pl.col("drop_reason").is_null())
+    n_candidates = examples.height
+    del examples, reasons
     with clock("trajectory"):
         kept_examples = add_trajectory(kept_examples.lazy(), column="context").collect()
     split = conversations.split_of(
@@ -185,7 +189,7 @@ def _run_example_stages(kept: pl.DataFrame, config: Config, clock: "_Clock"):
     kept_examples = kept_examples.with_columns(
         split=pl.col("conv_key").replace_strict(split, default=None, return_dtype=pl.String)
     ).sort("example_id")
-    return turns.height, examples.height, stage, drops, kept_examples
+    return n_turns, n_candidates, stage, drops, kept_examples
 
 
 def _messages_of(row: dict[str, Any], system: str) -> list[dict[str, str]]:
@@ -193,14 +197,6 @@ def _messages_of(row: dict[str, Any], system: str) -> list[dict[str, str]]:
     messages += [{"role": r, "content": t} for r, t in zip(row["context_roles"], row["context"])]
     messages.append({"role": "assistant", "content": row["response"]})
     return messages
-
-
-def _trajectory_of(row: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {"regime": row["regime"]}
-    for column in TRAJECTORY_COLUMNS:
-        if row.get(column) is not None:
-            out[column.removeprefix("traj_")] = row[column]
-    return out
 
 
 # ----------------------------------------------------------------------------- the build
@@ -261,9 +257,8 @@ def build_version(
         del kept
         stages.append(example_stage)
         with clock("render"):
-            rows = _example_rows(examples, config)
-            files = _render_files(rows, rejected, config)
-        split_counts = {s: sum(1 for r in rows if r["split"] == s) for s in SPLITS}
+            files = _render_files(examples, rejected, config)
+        split_counts = {s: examples.filter(pl.col("split") == s).height for s in SPLITS}
         dpo_records = sum(len(lines) for path, lines in files.items() if path.startswith("dpo/"))
         manifest: dict[str, Any] = {
             "version": version,
@@ -284,7 +279,7 @@ def build_version(
                 "messages_kept": n_kept,
                 "turns": n_turns,
                 "stages": stages,
-                "examples": {"candidates": n_candidates, "kept": len(rows)},
+                "examples": {"candidates": n_candidates, "kept": examples.height},
                 "examples_by_source": _count_by(examples, "source"),
                 "regimes": _count_by(examples, "regime"),
                 "splits": split_counts,
@@ -314,7 +309,7 @@ def build_version(
                 # Rows first, then the folder appears: a build killed between the two leaves
                 # rows without a folder, which the next build of this version removes.
                 with clock("record"), transaction(con):
-                    _record(con, version, target, manifest, examples, rows, message_drops, example_drops)
+                    _record(con, version, target, manifest, examples, message_drops, example_drops)
                 try:
                     os.rename(partial, target)
                 except OSError:
@@ -399,40 +394,39 @@ def _load_rejected(con, config: Config, through: str | None) -> tuple[dict[str, 
     return answers, through if through is not None else latest
 
 
-def _example_rows(examples: pl.DataFrame, config: Config) -> list[dict[str, Any]]:
-    """Each kept example as a dict with its final ChatML `messages` and `system`."""
-    system = config.build.system_text(config.owner)
-    # Only what the files need, as column lists: iter_rows is an order of magnitude slower.
-    needed = ["example_id", "split", "context", "context_roles", "response", "regime", *TRAJECTORY_COLUMNS]
-    columns = examples.select(needed).to_dict(as_series=False)
-    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
-    for row in rows:
-        row["system"] = f"{system} {trajectory_tag(row)}".strip() if config.build.trajectory_tags else system
-        row["messages"] = _messages_of(row, row["system"])
-    return rows
+RENDER_CHUNK = 50_000  # examples turned into Python objects at a time, to bound memory
 
 
-def _render_files(rows: list[dict[str, Any]], rejected: dict[str, str], config: Config) -> dict[str, list[str]]:
+def _render_files(examples: pl.DataFrame, rejected: dict[str, str], config: Config) -> dict[str, list[str]]:
+    """The lines of every output file, in `examples` order (sorted by example id)."""
     formats = set(config.build.formats)
+    system = config.build.system_text(config.owner)
+    names = {"system": "system", "user": "human", "assistant": "gpt"}
     files: dict[str, list[str]] = {}
-    for split in SPLITS:
-        chosen = [r for r in rows if r["split"] == split]
-        files[f"chatml/{split}.jsonl"] = [canonical_json(chat_record(r["example_id"], r["messages"])) for r in chosen]
-        if "dpo" in formats and rejected:
-            lines = []
-            for r in chosen:
-                answer = rejected.get(prompt_key(r["messages"][:-1]))
+    needed = ["example_id", "split", "context", "context_roles", "response", "regime", *TRAJECTORY_COLUMNS]
+    for chunk in examples.select(needed).iter_slices(RENDER_CHUNK):
+        # Column lists, not iter_rows: an order of magnitude faster on list columns.
+        columns = chunk.to_dict(as_series=False)
+        for values in zip(*columns.values()):
+            row = dict(zip(columns, values))
+            split = row["split"]
+            row_system = f"{system} {trajectory_tag(row)}".strip() if config.build.trajectory_tags else system
+            messages = _messages_of(row, row_system)
+            files.setdefault(f"chatml/{split}.jsonl", []).append(
+                canonical_json(chat_record(row["example_id"], messages))
+            )
+            if "dpo" in formats and rejected:
+                answer = rejected.get(prompt_key(messages[:-1]))
                 if answer is not None:
-                    prompt = flatten_prompt(r["messages"][:-1])
-                    lines.append(canonical_json(dpo_record(r["system"], prompt, r["response"], answer)))
-            files[f"dpo/{split}.jsonl"] = lines
-        if "sharegpt" in formats:
-            names = {"system": "system", "user": "human", "assistant": "gpt"}
-            files[f"sharegpt/{split}.jsonl"] = [
-                canonical_json({"id": r["example_id"], "conversations": [
-                    {"from": names[m["role"]], "value": m["content"]} for m in r["messages"]]})
-                for r in chosen
-            ]
+                    prompt = flatten_prompt(messages[:-1])
+                    files.setdefault(f"dpo/{split}.jsonl", []).append(
+                        canonical_json(dpo_record(row_system, prompt, row["response"], answer))
+                    )
+            if "sharegpt" in formats:
+                turns = [{"from": names[m["role"]], "value": m["content"]} for m in messages]
+                files.setdefault(f"sharegpt/{split}.jsonl", []).append(
+                    canonical_json({"id": row["example_id"], "conversations": turns})
+                )
     return files
 
 
@@ -453,23 +447,23 @@ def _write_files(folder: Path, files: dict[str, list[str]]) -> dict[str, dict[st
     return written
 
 
-def _record(con, version, target, manifest, examples, rows, message_drops, example_drops) -> None:
+def _record(con, version, target, manifest, examples, message_drops, example_drops) -> None:
     built = {
         "version": version,
         "built_at": datetime.now(timezone.utc),
         "config_sha256": manifest["config_sha256"],
         "dataset_sha256": manifest["dataset_sha256"],
         "path": str(target),
-        "examples": len(rows),
+        "examples": examples.height,
         "dropped": message_drops.height + example_drops.height,
         "manifest": canonical_json(manifest),
     }
     insert_frame(con, BUILDS, pl.DataFrame([built], schema=BUILDS.polars_schema()))
-    # `rows` are `examples` in the same order.
     # The ChatML line itself lives in the version's files; SQL gets prompt and response.
+    scalars = [pl.col(c).alias(c.removeprefix("traj_")) for c in TRAJECTORY_COLUMNS]
     recorded = examples.with_columns(
         version=pl.lit(version),
-        trajectory=pl.Series([canonical_json(_trajectory_of(r)) for r in rows], dtype=pl.String),
+        trajectory=pl.struct(pl.col("regime"), *scalars).struct.json_encode(),
     )
     insert_frame(con, BUILD_EXAMPLES, recorded.select(BUILD_EXAMPLES.column_names).cast(BUILD_EXAMPLES.polars_schema()))  # type: ignore[arg-type]
     drops = pl.concat([message_drops, example_drops]).with_columns(pl.lit(version).alias("version"))
