@@ -53,7 +53,7 @@ def _apply_views(con: duckdb.DuckDBPyConnection) -> None:
 def _friendly(error: duckdb.Error, path: Path) -> EtlError:
     """Turn DuckDB's messages about the file itself into one line naming the warehouse."""
     text = str(error)
-    if "lock" in text.lower():
+    if "Could not set lock" in text or "Conflicting lock" in text:
         pid = re.search(r"PID (\d+)", text)
         holder = f" (pid {pid.group(1)})" if pid else ""
         return WarehouseLocked(
