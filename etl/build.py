@@ -132,16 +132,20 @@ def _run_message_stages(messages: pl.DataFrame, config: Config, clock: "_Clock")
 
 
 def _stage_counts(name: str, before: int, reasons: pl.Series) -> dict[str, Any]:
-    counted = reasons.value_counts(sort=True)
-    dropped = {r: int(n) for r, n in sorted(zip(counted[reasons.name], counted["count"]), key=lambda x: (-x[1], x[0]))}
-    return {"stage": name, "in": before, "out": before - len(reasons), "dropped": dropped}
+    return {"stage": name, "in": before, "out": before - len(reasons), "dropped": _tally(reasons, most_first=True)}
 
 
 def _redaction_counts(kept: pl.DataFrame) -> dict[str, int]:
     if "redactions" not in kept.columns:
         return {}
-    counted = kept.select(pl.col("redactions").explode().drop_nulls().value_counts(sort=True)).unnest("redactions")
-    return {r: int(n) for r, n in sorted(zip(counted["redactions"], counted["count"]), key=lambda x: (-x[1], x[0]))}
+    return _tally(kept["redactions"].explode().drop_nulls(), most_first=True)
+
+
+def _tally(values: pl.Series, *, most_first: bool = False) -> dict[str, int]:
+    """How often each value occurs, in a stable order: by name, or most frequent first."""
+    counted = values.fill_null("none").value_counts()
+    pairs = [(str(k), int(n)) for k, n in zip(counted[values.name], counted["count"])]
+    return dict(sorted(pairs, key=(lambda p: (-p[1], p[0])) if most_first else None))
 
 
 # ----------------------------------------------------------------------------- example stages
@@ -367,8 +371,7 @@ def _alive(pid: int) -> bool:
 def _count_by(frame: pl.DataFrame, column: str) -> dict[str, int]:
     if frame.height == 0 or column not in frame.columns:
         return {}
-    counted = frame[column].fill_null("none").value_counts()
-    return {k: int(n) for k, n in sorted(zip(counted[column], counted["count"]))}
+    return _tally(frame[column])
 
 
 def _load_rejected(con, config: Config, through: str | None) -> tuple[dict[str, str], str | None]:
