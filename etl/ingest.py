@@ -70,9 +70,7 @@ def run_ingest(
             )
             watermarks: dict[str, Any] = {}
             for batch in source.read(ctx):
-                rows = batch.rows.with_columns(pl.lit(run_id).alias("ingest_run_id"))
-                if rows.height:
-                    rows = rows.with_columns(pl.lit(source.name).alias("source"))
+                rows = batch.rows.with_columns(source=pl.lit(source.name), ingest_run_id=pl.lit(run_id))
                 new = insert_frame(con, RAW_MESSAGES, rows, ignore_existing=True)
                 result.seen += batch.seen if batch.seen is not None else rows.height + len(batch.quarantined)
                 result.new += new

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import polars as pl
 
 from etl.errors import EtlError
+from etl.versions import sha256_file
 
 
 class SourceError(EtlError):
@@ -71,6 +73,16 @@ class SourceContext:
 
     def note(self, text: str) -> None:
         self.notes.append(text)
+
+    def record_file(self, path: Path, hash_at_most: int = 64 << 20) -> None:
+        """Keep the input's sha256 in the run record; a file too large to hash quickly
+        is recorded by size and modification time instead."""
+        stat = path.stat()
+        if stat.st_size <= hash_at_most:
+            self.files[str(path)] = sha256_file(path)
+            return
+        modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds")
+        self.note(f"{path}: {stat.st_size} bytes, modified {modified} (not hashed: too large to hash quickly)")
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,10 @@ A message edited or unsent after it was landed keeps the version first landed.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import queue
 import sqlite3
 import threading
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
@@ -70,7 +68,7 @@ def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
     con = open_database(path)
     try:
         stream = str(path.resolve())
-        _record_file(ctx, path)
+        ctx.record_file(path, hash_at_most=HASH_AT_MOST_BYTES)
         reader = MessageReader(con, path)
         previous = ctx.previous_watermark(stream)
         after = int(previous.get("rowid", 0)) if isinstance(previous, dict) else 0
@@ -189,19 +187,6 @@ def _read_error(path: Path, exc: sqlite3.DatabaseError) -> str:
         f"cannot read {path}: {reason}; the database looks damaged: copy it again from the Mac "
         "(with chat.db-wal), or repair a copy with `sqlite3 chat.db .recover`"
     )
-
-
-def _record_file(ctx: SourceContext, path: Path) -> None:
-    stat = path.stat()
-    if stat.st_size <= HASH_AT_MOST_BYTES:
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 20):
-                digest.update(block)
-        ctx.files[str(path)] = digest.hexdigest()
-        return
-    modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds")
-    ctx.note(f"{path}: {stat.st_size} bytes, modified {modified} (not hashed: too large to hash quickly)")
 
 
 # ----------------------------------------------------------------------------- reading
