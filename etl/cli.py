@@ -147,6 +147,16 @@ def _ingest_command(source) -> click.Command:
         from etl.progress import counter
 
         config = _config(obj)
+        # corpus.toml's [sources.NAME] fills the options not given on the command line.
+        click_ctx = click.get_current_context()
+        configured = config.source_options(source.name)
+        for name, value in configured.items():
+            given = name in options and click_ctx.get_parameter_source(name) not in (
+                click.core.ParameterSource.DEFAULT,
+                None,
+            )
+            if not given:
+                options[name] = value
         for p in source.params:
             if p.path and options.get(p.name):
                 options[p.name] = str(Path(options[p.name]).expanduser())

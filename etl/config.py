@@ -75,7 +75,14 @@ class BuildConfig:
 class Config:
     owner: Owner = field(default_factory=Owner)
     build: BuildConfig = field(default_factory=BuildConfig)
+    # [sources.NAME] tables: defaults for that connector's options (`etl ingest NAME`);
+    # the command line overrides them. Not part of the build hash: they shape what
+    # lands, which the manifest records through its ingest runs.
+    sources: dict[str, dict[str, Any]] = field(default_factory=dict)
     path: Path | None = None  # where it was read from; not part of the hash
+
+    def source_options(self, name: str) -> dict[str, Any]:
+        return dict(self.sources.get(name, {}))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -145,9 +152,14 @@ def load_config(explicit: Path | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise EtlError(f"{path}: not valid TOML: {error}") from None
-    unknown = sorted(set(data) - {"owner", "build"})
+    unknown = sorted(set(data) - {"owner", "build", "sources"})
     if unknown:
-        raise EtlError(f"{path}: unknown section(s) {', '.join(unknown)}; expected [owner] and [build]")
+        raise EtlError(
+            f"{path}: unknown section(s) {', '.join(unknown)}; expected [owner], [build] and [sources.NAME]"
+        )
+    sources = data.get("sources", {})
+    if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
+        raise EtlError(f"{path}: [sources] holds one table per connector, e.g. [sources.supabase]")
     try:
         owner = _coerce(Owner, data.get("owner", {}))
         build = _coerce(BuildConfig, data.get("build", {}))
@@ -155,7 +167,7 @@ def load_config(explicit: Path | None = None) -> Config:
         raise EtlError(f"{path}: {error}") from None
     except TypeError as error:
         raise EtlError(f"{path}: {error}") from None
-    return Config(owner=owner, build=build, path=path)
+    return Config(owner=owner, build=build, sources=sources, path=path)
 
 
 DEFAULT_TOML = """\
@@ -192,4 +204,9 @@ trajectory_tags = false       # put the trajectory tag into the system prompt
 formats = ["chatml", "dpo"]   # add "sharegpt" for Unsloth / LLaMA-Factory
 sources = []                  # only these sources; empty means all
 # rejected_model = "mlx-community/Qwen2.5-7B-Instruct-4bit"  # whose answers become DPO `rejected`
+
+# Defaults for a connector's options, by its name in `etl ingest NAME`; the command
+# line overrides them. `etl ingest NAME --help` lists the options.
+# [sources.transcript]
+# me = "Speaker 1"
 """

@@ -55,3 +55,35 @@ def test_bad_config_is_one_clear_line(tmp_path, text, message):
     with pytest.raises(EtlError, match=message) as error:
         load_config(path)
     assert str(path) in str(error.value)
+
+
+def test_source_tables_give_connector_defaults_the_command_line_overrides(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from etl.cli import cli
+    from etl.sources.base import SOURCES, Param, Source
+
+    seen = []
+
+    def read(ctx):
+        seen.append(dict(ctx.options))
+        return iter(())
+
+    monkeypatch.setitem(
+        SOURCES, "echo", Source("echo", 1, "records its options", read, (Param("me", "who"), Param("tz", "zone")), "none")
+    )
+    config = tmp_path / "corpus.toml"
+    config.write_text('[sources.echo]\nme = "Speaker 2"\ntz = "Europe/Paris"\ncolumns = { id = "turn_id" }\n')
+    warehouse = str(tmp_path / "w.duckdb")
+
+    result = CliRunner().invoke(cli, ["--config", str(config), "--warehouse", warehouse, "ingest", "echo", "--tz", "UTC"])
+
+    assert result.exit_code == 0, result.output
+    assert seen == [{"me": "Speaker 2", "tz": "UTC", "columns": {"id": "turn_id"}}]
+
+
+def test_a_source_section_must_be_a_table(tmp_path):
+    path = tmp_path / "corpus.toml"
+    path.write_text('[sources]\nsupabase = "x"\n')
+    with pytest.raises(EtlError, match=r"one table per connector"):
+        load_config(path)
