@@ -18,7 +18,10 @@ from etl.sources.base import (
 )
 
 # Importing a connector registers it.
-from etl.sources import imessage  # noqa: E402,F401
+from etl.sources import (  # noqa: E402,F401
+    imessage,
+    transcript,
+)
 
 __all__ = [
     "SOURCES",
