@@ -20,6 +20,7 @@ from etl.sources.base import (
 # Importing a connector registers it.
 from etl.sources import (  # noqa: E402,F401
     imessage,
+    mail,
     transcript,
 )
 

@@ -569,6 +569,20 @@ def test_meta_first_reason_wins():
     assert out["drop_reason"].to_list() == ["empty", "meta:media_placeholder", "duplicate", None]
 
 
+def test_meta_drops_superseded_versions():
+    frame = pl.DataFrame(
+        {
+            "text": ["the answer before regenerating", "the answer shown", "hello", "no metadata"],
+            "kind": ["text", "text", "attachment", "text"],
+            "metadata": ['{"on_path":false,"superseded":true}', '{"on_path":true}', '{"superseded": true}', None],
+            "drop_reason": [None, None, None, None],
+        },
+        schema_overrides={"drop_reason": pl.String},
+    )
+    out = drop_meta_messages(frame.lazy()).collect()
+    assert out["drop_reason"].to_list() == ["superseded", None, "superseded", None]
+
+
 def test_transforms_compose():
     texts = ["Loved “ok”", "Sounds good\n\nSent from my iPhone", "CafÃ© at 5?", "> just a quote", "  "]
     out = drop_meta_messages(strip_quotes_and_signatures(normalise_text(messages(texts).lazy()))).collect()
