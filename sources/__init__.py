@@ -19,6 +19,9 @@ from etl.sources.base import (
 
 # Importing a connector registers it.
 from etl.sources import (  # noqa: E402,F401
+    chatgpt,
+    claude_ai,
+    claude_code,
     imessage,
     mail,
     transcript,
