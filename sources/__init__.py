@@ -24,6 +24,7 @@ from etl.sources import (  # noqa: E402,F401
     claude_code,
     imessage,
     mail,
+    supabase,
     transcript,
 )
 
