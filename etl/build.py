@@ -125,6 +125,9 @@ def _run_message_stages(messages: pl.DataFrame, config: Config, clock: "_Clock")
                 pl.lit(name).alias("stage"),
                 pl.col("drop_reason").alias("reason"),
                 pl.lit(None, pl.String).alias("detail"),
+                pl.lit(None, pl.String).alias("example_id"),
+                pl.lit(None, pl.String).alias("text"),
+                pl.lit(None, pl.Float64).alias("similarity"),
             )
         )
         kept = out.filter(pl.col("drop_reason").is_null())
@@ -177,6 +180,9 @@ def _run_example_stages(kept: pl.DataFrame, config: Config, clock: "_Clock"):
         pl.lit("examples").alias("stage"),
         pl.col("drop_reason").alias("reason"),
         pl.col("dup_cluster").alias("detail"),  # the example a duplicate repeats
+        "example_id",
+        pl.col("response").alias("text"),
+        pl.col("dup_jaccard").alias("similarity"),
     )
     kept_examples = examples.filter(pl.col("drop_reason").is_null())
     n_candidates = examples.height

@@ -308,6 +308,45 @@ def diff(obj, old, new):
 
 
 @cli.command()
+@click.argument("version")
+@click.argument("version2", required=False)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write report.html and charts/ into. "
+    "Default: reports/VERSION (or reports/VERSION-vs-VERSION2) beside the datasets folder.",
+)
+@click.option(
+    "--tokenizer",
+    type=click.Path(exists=True, path_type=Path),
+    help="A local tokenizer.json, or a model folder holding one, to also count tokens. Never downloaded.",
+)
+@click.option("--open", "open_", is_flag=True, help="Open the report in the web browser.")
+@click.pass_obj
+def report(obj, version, version2, output, tokenizer, open_):
+    """Write an HTML report of dataset VERSION to read before training on it,
+    or compare VERSION with VERSION2 side by side.
+
+    \b
+    Example:
+        etl report v1
+        etl report v1 v2 --open
+    """
+    from etl.report import open_report, write_comparison, write_report
+
+    if version2 is None:
+        path = write_report(obj.warehouse, obj.datasets, version, output, tokenizer=tokenizer)
+    elif tokenizer is not None:
+        raise EtlError("--tokenizer applies to the report of one version, not to a comparison")
+    else:
+        path = write_comparison(obj.warehouse, obj.datasets, version, version2, output)
+    click.echo(f"report: {path}")
+    if open_:
+        open_report(path)
+
+
+@cli.command()
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), help="Where to put the demo (default: ./etl-demo).")
 @click.pass_obj
 def demo(obj, home):

@@ -42,6 +42,7 @@ def run_demo(home: Path, echo: Callable[[str], None] = print) -> Path:
     from etl.build import build_version
     from etl.ingest import run_ingest
     from etl.inspect import status_report
+    from etl.report import write_report
     from etl.sources import get_source
 
     _fresh(home)
@@ -72,4 +73,8 @@ def run_demo(home: Path, echo: Callable[[str], None] = print) -> Path:
     echo(f"  {prefix} verify v1 --rebuild")
     echo(f"  (cd {datasets / 'v1'} && sha256sum -c SHA256SUMS)")
     echo(f"  head -n 2 {datasets / 'v1' / 'chatml' / 'train.jsonl'}")
+    echo(f"  {prefix} report v1 --open")
+    echo("")
+    page = write_report(warehouse, datasets, "v1")
+    echo(f"report of v1 (open it in a browser before training): {page}")
     return datasets / "v1"

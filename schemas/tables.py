@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping
 import polars as pl
 
 # Bump when a table changes shape; written into every manifest and ingest run.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # What a raw message can be. Only `text` can become training data; every other kind
 # lands so SQL can count it, and the build drops it with the reason `kind:<kind>`.
@@ -190,6 +190,7 @@ BUILD_EXAMPLES = Table(
         Column("response", "str", "the owner's reply"),
         Column("trajectory", "json", "trajectory scalars and regime"),
         Column("regime", "str", ""),
+        Column("dup_cluster", "str", "kept example of its duplicate cluster (itself for the first); NULL when alone"),
     ),
     primary_key=("version", "example_id"),
     key_constraint=False,  # unique by construction; the index would double the recording time
@@ -205,6 +206,9 @@ BUILD_DROPS = Table(
         Column("message_id", "str", "source_id (of the reply, for example-level drops)"),
         Column("reason", "str", "", nullable=False),
         Column("detail", "str", "e.g. the example it duplicates"),
+        Column("example_id", "str", "the dropped example, for example-level drops"),
+        Column("text", "str", "the dropped example's reply, cleaned and redacted"),
+        Column("similarity", "float", "Jaccard with the kept reply it duplicates"),
     ),
 )
 

@@ -44,6 +44,26 @@ def test_migrations_run_once(tmp_path):
     assert count == len(MIGRATIONS)
 
 
+def test_a_first_schema_warehouse_gains_the_duplicate_cluster_columns(tmp_path):
+    import duckdb
+
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ)")
+    con.execute("INSERT INTO _migrations VALUES ('m001_initial', now())")
+    for table in TABLES:
+        con.execute(table.ddl())
+    con.execute("ALTER TABLE build_examples DROP COLUMN dup_cluster")
+    for column in ("example_id", "text", "similarity"):
+        con.execute(f"ALTER TABLE build_drops DROP COLUMN {column}")
+    con.close()
+    with open_warehouse(path) as con:
+        drops = {c for (c,) in con.execute("select column_name from information_schema.columns where table_name = 'build_drops'").fetchall()}
+        examples = {c for (c,) in con.execute("select column_name from information_schema.columns where table_name = 'build_examples'").fetchall()}
+    assert {"example_id", "text", "similarity"} <= drops
+    assert "dup_cluster" in examples
+
+
 def test_insert_is_idempotent_on_source_and_id(tmp_path):
     frame = raw_frame([_row("a"), _row("b"), _row("a")]).with_columns(pl.lit("run1").alias("ingest_run_id"))
     with open_warehouse(tmp_path / "w.duckdb") as con:

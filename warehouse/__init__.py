@@ -30,6 +30,16 @@ def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(table.ddl())
 
 
+@migration
+def m002_duplicate_clusters(con: duckdb.DuckDBPyConnection) -> None:
+    # What a report needs to show a duplicate cluster whole: its kept members and the
+    # dropped replies with their similarity.
+    con.execute("ALTER TABLE build_examples ADD COLUMN IF NOT EXISTS dup_cluster VARCHAR")
+    con.execute("ALTER TABLE build_drops ADD COLUMN IF NOT EXISTS example_id VARCHAR")
+    con.execute("ALTER TABLE build_drops ADD COLUMN IF NOT EXISTS text VARCHAR")
+    con.execute("ALTER TABLE build_drops ADD COLUMN IF NOT EXISTS similarity DOUBLE")
+
+
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ)"
