@@ -22,8 +22,12 @@ from etl.sources import (  # noqa: E402,F401
     chatgpt,
     claude_ai,
     claude_code,
+    discord,
+    google_chat,
     imessage,
     mail,
+    messenger,
+    slack,
     supabase,
     transcript,
 )
