@@ -29,7 +29,9 @@ from etl.sources import (  # noqa: E402,F401
     messenger,
     slack,
     supabase,
+    telegram,
     transcript,
+    whatsapp,
 )
 
 __all__ = [
