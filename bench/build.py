@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +74,7 @@ def _paraphrase(text: str, rng: np.random.Generator) -> str:
 
 def synthetic_messages(n: int, seed: int = 7) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
-    start = datetime(2020, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2020, 1, 1, tzinfo=UTC)
     texts, kinds, owners, convs, times = [], [], [], [], []
     conv, clock, owner = 0, 0.0, False
     history: list[str] = []

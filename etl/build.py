@@ -17,10 +17,11 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
@@ -110,7 +111,7 @@ def _load_messages(con, config: Config, run_ids: list[str] | None) -> pl.DataFra
     )
 
 
-def _run_message_stages(messages: pl.DataFrame, config: Config, clock: "_Clock"):
+def _run_message_stages(messages: pl.DataFrame, config: Config, clock: _Clock):
     kept = messages.with_columns(drop_reason=pl.lit(None, pl.String))
     stages, drops = [], []
     for name, transform in message_stages(config):
@@ -154,7 +155,7 @@ def _tally(values: pl.Series, *, most_first: bool = False) -> dict[str, int]:
 # ----------------------------------------------------------------------------- example stages
 
 
-def _run_example_stages(kept: pl.DataFrame, config: Config, clock: "_Clock"):
+def _run_example_stages(kept: pl.DataFrame, config: Config, clock: _Clock):
     b = config.build
     with clock("turns"):
         turns = conversations.assemble_turns(kept, gap_hours=b.conversation_gap_hours)
@@ -254,7 +255,7 @@ def build_version(
         ).fetchall()
         clock = _Clock()
         with clock("load"):
-            messages = _load_messages(con, config, run_ids)
+            messages = conversations.resolve_owner(_load_messages(con, config, run_ids), config.owner.identities)
         rejected, rejected_through = _load_rejected(con, config, rejected_through)
 
         loaded = {"messages": messages.height, "messages_by_source": _count_by(messages, "source")}
@@ -459,7 +460,7 @@ def _write_files(folder: Path, files: dict[str, list[str]]) -> dict[str, dict[st
 def _record(con, version, target, manifest, examples, message_drops, example_drops) -> None:
     built = {
         "version": version,
-        "built_at": datetime.now(timezone.utc),
+        "built_at": datetime.now(UTC),
         "config_sha256": manifest["config_sha256"],
         "dataset_sha256": manifest["dataset_sha256"],
         "path": str(target),

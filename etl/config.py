@@ -32,12 +32,15 @@ class Owner:
     handles: tuple[str, ...] = ()
     speaker_labels: tuple[str, ...] = ()
 
+    @property
+    def identities(self) -> tuple[str, ...]:
+        return (*self.names, *self.emails, *self.phones, *self.handles, *self.speaker_labels)
+
     def matches(self, value: str | None) -> bool:
         if not value:
             return False
         needle = value.strip().casefold()
-        every = (*self.names, *self.emails, *self.phones, *self.handles, *self.speaker_labels)
-        return any(needle == candidate.strip().casefold() for candidate in every)
+        return any(needle == candidate.strip().casefold() for candidate in self.identities)
 
     @property
     def display_name(self) -> str | None:
@@ -93,7 +96,7 @@ class Config:
     def sha256(self) -> str:
         return hashlib.sha256(canonical_json(self.as_dict()).encode()).hexdigest()
 
-    def with_build(self, **overrides: Any) -> "Config":
+    def with_build(self, **overrides: Any) -> Config:
         given = {k: v for k, v in overrides.items() if v is not None}
         if not given:
             return self

@@ -7,8 +7,9 @@ Columns are only ever appended to a table (a new migration), never reordered.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import polars as pl
 

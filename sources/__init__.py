@@ -5,18 +5,6 @@ never writes to the warehouse. `etl.ingest` loads what it yields, idempotently,
 with the run record and watermarks in the same transaction.
 """
 
-from etl.sources.base import (
-    SOURCES,
-    Batch,
-    Param,
-    Quarantined,
-    Source,
-    SourceContext,
-    SourceError,
-    get_source,
-    source,
-)
-
 # Importing a connector registers it.
 from etl.sources import (  # noqa: E402,F401
     chatgpt,
@@ -32,6 +20,17 @@ from etl.sources import (  # noqa: E402,F401
     telegram,
     transcript,
     whatsapp,
+)
+from etl.sources.base import (
+    SOURCES,
+    Batch,
+    Param,
+    Quarantined,
+    Source,
+    SourceContext,
+    SourceError,
+    get_source,
+    source,
 )
 
 __all__ = [

@@ -11,9 +11,10 @@ the declared sizes checked here are the sizes actually read.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 from etl.sources.base import SourceError
 

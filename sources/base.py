@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -81,7 +82,7 @@ class SourceContext:
         if stat.st_size <= hash_at_most:
             self.files[str(path)] = sha256_file(path)
             return
-        modified = datetime.fromtimestamp(stat.st_mtime, timezone.utc).isoformat(timespec="seconds")
+        modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
         self.note(f"{path}: {stat.st_size} bytes, modified {modified} (not hashed: too large to hash quickly)")
 
 

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import RAW_MESSAGES, raw_frame
 from etl.sources.archive import InputFile
@@ -119,6 +120,18 @@ def me_option(ctx: SourceContext) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     return tuple(str(v) for v in value)
+
+
+def utc_from_iso(value: Any) -> datetime | None:
+    """An ISO 8601 time in UTC; one written without an offset is taken as UTC. None
+    when it is missing or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 def utc_from_unix(seconds: float) -> datetime:

@@ -31,6 +31,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 import orjson
+
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.archive import InputFile, input_files

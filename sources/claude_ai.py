@@ -22,14 +22,13 @@ so it is counted in the metadata, never added to the owner's text.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
-from typing import Any
 
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.archive import input_files
 from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
+from etl.sources.chat_common import utc_from_iso
 from etl.sources.chatgpt import BrokenConversation, load_export, path_to, tree_depths
 
 NAME = "claude-ai"
@@ -158,7 +157,7 @@ def _message_rows(message: dict, position: int, on_path: bool, context: dict) ->
     sender = message.get("sender") if isinstance(message.get("sender"), str) else None
     human = sender == "human"
     uuid = str(message["uuid"])
-    sent_at = iso_time(message.get("created_at"))
+    sent_at = utc_from_iso(message.get("created_at"))
     blocks = message.get("content") if isinstance(message.get("content"), list) else []
     files = [
         f for key in ("attachments", "files") if isinstance(message.get(key), list) for f in message[key] if isinstance(f, dict)
@@ -189,7 +188,7 @@ def _message_rows(message: dict, position: int, on_path: bool, context: dict) ->
         else:
             kind, body = "system", None
             extra["marker"] = str(block_type)
-        at = iso_time(block.get("start_timestamp")) or sent_at
+        at = utc_from_iso(block.get("start_timestamp")) or sent_at
         # Tool traffic and thinking are never the owner's, whoever's message holds them.
         rows.append(_row(context, f"{uuid}#{index}", at, sender, False if sender == "assistant" else None,
                          kind, body, extra))
@@ -232,12 +231,3 @@ def _row(context, source_id, sent_at, sender, is_owner, kind, text, extra) -> di
 def _file_name(entry: dict) -> str:
     return str(entry.get("file_name") or entry.get("file_uuid") or "file")
 
-
-def iso_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

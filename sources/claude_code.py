@@ -31,15 +31,16 @@ import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
 import orjson
+
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.archive import InputFile, input_files
 from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
+from etl.sources.chat_common import utc_from_iso
 
 NAME = "claude-code"
 DEFAULT_PROJECTS = "~/.claude/projects"
@@ -456,7 +457,7 @@ class SessionReader:
             conversation = f"{session}:{agent}"
         return {
             "conversation_id": conversation,
-            "sent_at": _parse_time(event.get("timestamp")),
+            "sent_at": utc_from_iso(event.get("timestamp")),
             "sidechain": sidechain,
             "meta": {
                 "project": origin.project,
@@ -562,17 +563,6 @@ def _result_text(content: Any) -> str | None:
         return "\n".join(parts)
     return canonical_json(content)
 
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 def _project_of(file: InputFile, roots) -> str | None:

@@ -22,7 +22,7 @@ Traps:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from etl.sources.chat_common import (
     me_option,
     payload,
     record_inputs,
+    utc_from_iso,
 )
 
 WHAT = "a DiscordChatExporter JSON export (guild, channel, messages; a file, a folder or a .zip)"
@@ -123,7 +124,7 @@ def _channel_rows(file: InputFile, data: dict, owner: OwnerMatcher) -> tuple[lis
         if not isinstance(message, dict) or not message.get("id"):
             quarantined.append(Quarantined(where, "no message id", payload(message)))
             continue
-        sent_at = _timestamp(message.get("timestamp"))
+        sent_at = utc_from_iso(message.get("timestamp"))
         if sent_at is None:
             quarantined.append(Quarantined(where, "no readable timestamp", payload(message), str(message["id"])))
             continue
@@ -216,13 +217,3 @@ def _tag(author: dict) -> str | None:
 def _identities(author: dict) -> tuple:
     return (author.get("id"), author.get("name"), author.get("nickname"), _tag(author))
 
-
-def _timestamp(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    # DiscordChatExporter always writes an offset; one without is UTC.
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)

@@ -38,12 +38,11 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path, PurePosixPath
 
+from etl.config import Owner
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.archive import InputFile, input_files
 from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
-
-from etl.config import Owner
 from etl.transforms.text import html_reply_text
 
 NAME = "email"

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import plistlib
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from etl.sources.typedstream import DecodeError, decode_attributed_body
 
-APPLE_EPOCH = datetime(2001, 1, 1, tzinfo=timezone.utc)
+APPLE_EPOCH = datetime(2001, 1, 1, tzinfo=UTC)
 
 
 class SummaryError(ValueError):

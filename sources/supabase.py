@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import orjson
 import polars as pl
+
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.base import (

@@ -35,6 +35,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
+
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.archive import InputFile, input_files

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from etl.config import Owner
 from etl.ingest import run_ingest
 from etl.schemas import raw_frame
 from etl.sources import Batch, Source
 
-T0 = datetime(2024, 5, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
 
 def message(source_id: str, text: str | None, *, owner: bool, conversation: str = "c1", minutes: float = 0,

@@ -19,14 +19,14 @@ import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from conftest import shared_fixture
-from etl.schemas.records import canonical_json
-from etl.schemas.tables import RAW_MESSAGES
-from etl.sources import SourceContext, SourceError, get_source
 
+from conftest import shared_fixture
 from etl.cli import cli
 from etl.config import Owner
 from etl.ingest import run_ingest
+from etl.schemas.records import canonical_json
+from etl.schemas.tables import RAW_MESSAGES
+from etl.sources import SourceContext, SourceError, get_source
 
 DATA = Path(__file__).parent / "data" / "ai_logs"
 PROJECTS = DATA / "projects"

@@ -245,3 +245,18 @@ def test_examples_are_traceable_to_messages(warehouse, tmp_path):
     assert rows.height > 0
     for response, text in rows.iter_rows():
         assert text.split()[0] in response or "Iâ€™ll" in text
+
+
+def test_owner_named_in_the_config_after_ingest_still_counts(tmp_path):
+    # An export that cannot tell who is who lands is_owner unknown; naming yourself
+    # in corpus.toml later is enough, no need to land it again.
+    rows = [
+        {**m, "is_owner": None, "sender": "Sam Rivera" if m["is_owner"] else "Alex"}
+        for m in dialogue("later", [(False, "Are we still on for Saturday?"), (True, "Yes, see you at ten at the trailhead.")])
+    ]
+    warehouse = tmp_path / "w.duckdb"
+    land(warehouse, rows)
+    unknown = build_version(warehouse, tmp_path / "d", "v1", Config())
+    named = build_version(warehouse, tmp_path / "d", "v2", Config(owner=Owner(names=("sam rivera",))))
+    assert unknown.manifest["counts"]["examples"]["kept"] == 0
+    assert named.manifest["counts"]["examples"]["kept"] == 1

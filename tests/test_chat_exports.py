@@ -19,17 +19,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+
 from conftest import shared_fixture
+from etl.cli import cli
+from etl.config import Owner
+from etl.ingest import run_ingest
 from etl.schemas.tables import KINDS, RAW_MESSAGES
 from etl.sources import SourceContext, SourceError, get_source
 from etl.sources.google_chat import DateError, parse_created_date
 from etl.sources.messenger import repair_escaped_utf8
 from etl.warehouse import open_warehouse
 from factories import dialogue, land
-
-from etl.cli import cli
-from etl.config import Owner
-from etl.ingest import run_ingest
 
 DATA = Path(__file__).parent / "data"
 JORDAN = Owner(names=("Jordan Rivera",))

@@ -1,12 +1,12 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etl.transforms.conversations import assemble_turns, build_examples, drop_short_responses, split_of
+from etl.transforms.conversations import assemble_turns, build_examples, drop_short_responses, resolve_owner, split_of
 
-T0 = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def _messages(rows):
@@ -116,3 +116,18 @@ def test_each_conversation_lands_in_exactly_one_split(keys, seed):
     if len(keys) >= 3:
         assert {"valid", "test"} <= set(split.values())
     assert split == split_of(list(reversed(keys)), train=0.8, valid=0.1, test=0.1, seed=seed)
+
+
+def test_unknown_owner_is_settled_by_the_configured_identities_only():
+    messages = pl.DataFrame(
+        {
+            "sender": ["U012AB", "alex", None, "sam@example.com", "Sam Rivera"],
+            "sender_name": [None, "Alex", " sam rivera ", None, "Sam Rivera"],
+            "is_owner": [None, None, None, False, None],
+        },
+        schema_overrides={"is_owner": pl.Boolean},
+    )
+    out = resolve_owner(messages, ["Sam Rivera", "sam@example.com", "u012ab"])
+    # a known False stays False: the export said so
+    assert out["is_owner"].to_list() == [True, None, True, False, True]
+    assert resolve_owner(messages, []).equals(messages)

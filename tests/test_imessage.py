@@ -7,23 +7,23 @@ import hashlib
 import json
 import shutil
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import shared_fixture
 
+from conftest import shared_fixture
+from etl.samples import make_chatdb as sample
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import RAW_MESSAGES
-from etl.samples import make_chatdb as sample
 from etl.sources import SourceContext, SourceError, get_source
 from etl.sources.imessage import apple_time_us_sql
 from etl.sources.message_summary import parse_summary_info
 from etl.sources.typedstream import encode_attributed_body
 
 SAMPLE = Path(sample.__file__).with_name("chat.db")
-UTC = timezone.utc
+UTC = UTC
 
 
 def read(db: Path, watermark: dict | None = None):

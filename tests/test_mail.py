@@ -26,13 +26,13 @@ import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from conftest import shared_fixture
-from etl.schemas.tables import RAW_MESSAGES
-from etl.sources import SourceContext, SourceError, get_source, mail
 
+from conftest import shared_fixture
 from etl.cli import cli
 from etl.config import Owner
 from etl.ingest import run_ingest
+from etl.schemas.tables import RAW_MESSAGES
+from etl.sources import SourceContext, SourceError, get_source, mail
 from etl.transforms.text import (
     html_reply_text,
     html_to_text,

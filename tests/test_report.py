@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from bs4 import BeautifulSoup
 from click.testing import CliRunner
-from etl.warehouse import open_warehouse
-from factories import dialogue, land, message
 
 from etl.build import build_version
 from etl.cli import cli
 from etl.config import Config, Owner
 from etl.demo import run_demo
 from etl.report import write_comparison, write_report
+from etl.warehouse import open_warehouse
+from factories import dialogue, land, message
 
 AWS_KEY = "AKIAZ7QW3ERT5YUI9OPL"
 DAY = 24 * 60

@@ -16,12 +16,12 @@ import polars as pl
 import psycopg
 import pytest
 from click.testing import CliRunner
-from etl.schemas.tables import RAW_MESSAGES
-from etl.sources import SourceContext, SourceError, get_source
-from etl.sources.supabase import Dsn, address_of, connect, is_local
 from postgres import PASSWORD, Server, free_port, server_or_skip
 
 from etl.cli import cli
+from etl.schemas.tables import RAW_MESSAGES
+from etl.sources import SourceContext, SourceError, get_source
+from etl.sources.supabase import Dsn, address_of, connect, is_local
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 _databases = itertools.count()

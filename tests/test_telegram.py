@@ -18,14 +18,14 @@ import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
-from conftest import shared_fixture
-from etl.schemas.tables import KINDS, RAW_MESSAGES
-from etl.sources import SourceContext, SourceError, get_source
-from etl.sources.telegram import flatten_text
 
+from conftest import shared_fixture
 from etl.cli import cli
 from etl.config import Owner
 from etl.ingest import run_ingest
+from etl.schemas.tables import KINDS, RAW_MESSAGES
+from etl.sources import SourceContext, SourceError, get_source
+from etl.sources.telegram import flatten_text
 
 DATA = Path(__file__).parent / "data" / "telegram"
 EXPORT = DATA / "result.json"

@@ -14,7 +14,12 @@ import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
 from conftest import shared_fixture
+from etl.cli import cli
+from etl.config import Owner
 from etl.sources.base import SourceContext, SourceError
 from etl.sources.transcript import (
     Cue,
@@ -24,11 +29,6 @@ from etl.sources.transcript import (
     parse_transcript,
     read_transcripts,
 )
-from hypothesis import given
-from hypothesis import strategies as st
-
-from etl.cli import cli
-from etl.config import Owner
 
 DATA = Path(__file__).parent / "data" / "transcript"
 GOLDEN = DATA / "plaud.golden.json"

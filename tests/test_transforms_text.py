@@ -8,10 +8,10 @@ import unicodedata
 
 import polars as pl
 import pytest
-from conftest import shared_fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import shared_fixture
 from etl.schemas.tables import KINDS
 from etl.transforms import text as T
 from etl.transforms.text import (
@@ -581,6 +581,22 @@ def test_meta_drops_superseded_versions():
     )
     out = drop_meta_messages(frame.lazy()).collect()
     assert out["drop_reason"].to_list() == ["superseded", None, "superseded", None]
+
+
+def test_meta_drops_what_the_owner_forwarded_but_keeps_it_as_others_context():
+    forwarded = '{"forwarded_from":"Daily Digest"}'
+    frame = pl.DataFrame(
+        {
+            "text": ["Big news about the launch today", "Big news about the launch today", "my own words"],
+            "kind": ["text", "text", "text"],
+            "is_owner": [True, False, True],
+            "metadata": [forwarded, forwarded, "{}"],
+            "drop_reason": [None, None, None],
+        },
+        schema_overrides={"drop_reason": pl.String},
+    )
+    out = drop_meta_messages(frame.lazy()).collect()
+    assert out["drop_reason"].to_list() == ["forwarded", None, None]
 
 
 def test_transforms_compose():

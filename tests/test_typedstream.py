@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import shared_fixture
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import shared_fixture
 from etl.sources.typedstream import (
     DecodeError,
     decode_attributed_body,

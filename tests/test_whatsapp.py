@@ -21,17 +21,17 @@ import duckdb
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from conftest import shared_fixture
+from etl.cli import cli
+from etl.config import Owner
+from etl.ingest import run_ingest
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import KINDS, RAW_MESSAGES
 from etl.sources import SourceContext, SourceError, get_source
 from etl.sources.whatsapp import classify, parse_chat
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from etl.cli import cli
-from etl.config import Owner
-from etl.ingest import run_ingest
 
 DATA = Path(__file__).parent / "data" / "whatsapp"
 GOLDEN = DATA / "expected_rows.json"

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import polars as pl
 
@@ -132,7 +133,7 @@ def _stored_keys(warehouse: Path, model: str, params_sha256: str) -> set[str]:
 
 
 def _insert(warehouse: Path, keys: list[str], answers: list[str], model: str, params: dict[str, Any]) -> int:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     frame = pl.DataFrame(
         {
             "prompt_sha256": keys,

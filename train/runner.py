@@ -7,9 +7,10 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 # mlx-lm-lora gives these argparse defaults, so a value in the YAML would be ignored:
 # they must travel on the command line.

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import polars as pl
 
@@ -67,7 +68,7 @@ def plan_run(
 ) -> Plan:
     """Everything about a run, decided before anything is written or started."""
     manifest = verify_version(version_dir)
-    run_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{mode}-{version_dir.name}-{secrets.token_hex(2)}"
+    run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{mode}-{version_dir.name}-{secrets.token_hex(2)}"
     run_dir = runs_root() / run_id
     adapters = (adapter_path or run_dir / "adapters").expanduser().resolve()
     split_dir = version_dir.resolve() / DATA_FOLDER[mode]
@@ -211,4 +212,4 @@ def package_versions() -> dict[str, str | None]:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)

@@ -18,16 +18,16 @@ import argparse
 import plistlib
 import random
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from etl.sources.typedstream import encode_attributed_body
 
 DEFAULT_SEED = 20240304
-START = datetime(2024, 3, 4, 7, 30, tzinfo=timezone.utc)  # first message of the history
-APPLE_EPOCH = datetime(2001, 1, 1, tzinfo=timezone.utc)
+START = datetime(2024, 3, 4, 7, 30, tzinfo=UTC)  # first message of the history
+APPLE_EPOCH = datetime(2001, 1, 1, tzinfo=UTC)
 NS = 1_000_000_000
 
 # Rows up to here are "older Macs": the first ones have only `text`, the next ones
@@ -725,12 +725,12 @@ class _Message:
     date: int  # nanoseconds since 2001
     kind: str = "text"  # text | reaction | attachment | edited | unsent | rename | added
     tap: Tap | None = None
-    target: "_Message | None" = None
+    target: _Message | None = None
     attachment: tuple[Attach, str, int] | None = None
     edit: Edit | None = None
     title: str | None = None
     added: str | None = None
-    thread: "_Message | None" = None
+    thread: _Message | None = None
 
 
 def _history(seed: int) -> Iterator[_Message]:

@@ -10,8 +10,31 @@ else spoke (a friend, a colleague, an AI assistant) is `user`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import polars as pl
+
+
+def resolve_owner(messages: pl.DataFrame, identities: Sequence[str]) -> pl.DataFrame:
+    """Settle `is_owner` where the export could not tell (NULL): the owner wrote a
+    message whose sender or sender name is one of `identities` (compared trimmed and
+    case-insensitively). A known True or False is left alone.
+
+    Done at build time so that owner details added to the config after an ingest
+    still count, without landing the export again.
+    """
+    wanted = sorted({i.strip().lower() for i in identities if i and i.strip()})
+    if not wanted:
+        return messages
+
+    def listed(column: str) -> pl.Expr:
+        return pl.col(column).str.strip_chars().str.to_lowercase().is_in(wanted).fill_null(False)
+
+    return messages.with_columns(
+        is_owner=pl.when(pl.col("is_owner").is_null() & (listed("sender") | listed("sender_name")))
+        .then(True)
+        .otherwise(pl.col("is_owner"))
+    )
 
 
 def assemble_turns(messages: pl.DataFrame, *, gap_hours: float) -> pl.DataFrame:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
 
 import polars as pl
 

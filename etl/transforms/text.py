@@ -1214,6 +1214,7 @@ def _meta_rows(rows: pl.DataFrame) -> pl.DataFrame:
 
 
 _SUPERSEDED = r'"superseded"\s*:\s*true'
+_FORWARDED = r'"forwarded_from"\s*:'
 
 
 def drop_meta_messages(lf: pl.LazyFrame) -> pl.LazyFrame:
@@ -1221,9 +1222,16 @@ def drop_meta_messages(lf: pl.LazyFrame) -> pl.LazyFrame:
     that are whole-message system text get a "meta:…" reason (interrupts, "No response
     requested.", media placeholders, deletions, tapbacks stored as text, Claude Code
     local-command echoes). A message its export marks as not shown (a ChatGPT branch
-    that was regenerated or edited away: metadata "superseded": true) gets "superseded"."""
-    if "metadata" in lf.collect_schema().names():
-        lf = lf.with_columns(_with_drop_reason(pl.col("metadata").cast(pl.String).str.contains(_SUPERSEDED), "superseded"))
+    that was regenerated or edited away: metadata "superseded": true) gets "superseded";
+    one the owner forwarded (metadata "forwarded_from") gets "forwarded": someone else
+    wrote it."""
+    names = lf.collect_schema().names()
+    if "metadata" in names:
+        metadata = pl.col("metadata").cast(pl.String)
+        lf = lf.with_columns(_with_drop_reason(metadata.str.contains(_SUPERSEDED), "superseded"))
+        if "is_owner" in names:
+            owner = pl.col("is_owner").fill_null(False)
+            lf = lf.with_columns(_with_drop_reason(owner & metadata.str.contains(_FORWARDED), "forwarded"))
     kind = pl.col("kind").fill_null("unknown")
     lf = lf.with_columns(_with_drop_reason(kind != "text", pl.lit("kind:") + kind))
     # One anchored pass over every row; which reason applies is worked out on its matches.
