@@ -73,7 +73,9 @@ def run_ingest(
             for batch in source.read(ctx):
                 rows = batch.rows.with_columns(source=pl.lit(source.name), ingest_run_id=pl.lit(run_id))
                 new = insert_frame(con, RAW_MESSAGES, rows, ignore_existing=True)
-                result.seen += batch.seen if batch.seen is not None else rows.height + len(batch.quarantined)
+                # A connector may read more than it lands (events with no message) or land
+                # several rows from one record (a session event with several blocks).
+                result.seen += max(batch.seen or 0, rows.height + len(batch.quarantined))
                 result.new += new
                 result.unchanged += rows.height - new
                 if batch.quarantined:
