@@ -469,6 +469,17 @@ def _record(con, version, target, manifest, examples, message_drops, example_dro
         "manifest": canonical_json(manifest),
     }
     insert_frame(con, BUILDS, pl.DataFrame([built], schema=BUILDS.polars_schema()))
+    # The examples' texts (prompts above all) are most of what a build records. zstd
+    # stores them smaller than DuckDB's default choice (fsst or dictionary) and skips
+    # its per-segment analysis: 1M-message bench, 4.1 s and 85 MB -> 2.5 s and 77 MB.
+    con.execute("SET force_compression = 'zstd'")
+    try:
+        _record_rows(con, version, examples, message_drops, example_drops)
+    finally:
+        con.execute("RESET force_compression")
+
+
+def _record_rows(con, version, examples, message_drops, example_drops) -> None:
     # The ChatML line itself lives in the version's files; SQL gets prompt and response.
     scalars = [pl.col(c).alias(c.removeprefix("traj_")) for c in TRAJECTORY_COLUMNS]
     recorded = examples.with_columns(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 
@@ -90,66 +91,80 @@ def assemble_turns(messages: pl.DataFrame, *, gap_hours: float) -> pl.DataFrame:
 def build_examples(turns: pl.DataFrame, *, context_turns: int, context_chars: int) -> pl.DataFrame:
     """One candidate example per owner turn, with its budgeted context.
 
-    Returns `example_id`, `source`, `conversation_id`, `conv_key`, `session_id`,
-    `sent_at`, `response`, `message_ids`, `context` (texts, oldest first),
-    `context_roles`, `context_ids` and `drop_reason` ("no_context" for an owner
-    turn that opens a session: there is nothing it answers).
+    `turns` as `assemble_turns` returns them (sorted by session, then turn). Returns
+    `example_id`, `source`, `conversation_id`, `conv_key`, `session_id`, `sent_at`,
+    `response`, `message_ids`, `context` (texts, oldest first), `context_roles`,
+    `context_ids` and `drop_reason` ("no_context" for an owner turn that opens a
+    session: there is nothing it answers).
     """
+    turns = turns.with_row_index("_row")
     owner = turns.filter(pl.col("role") == "assistant")
     # Stable across builds: the source and the id of the reply's first message.
     firsts = owner["message_ids"].list.first().to_list()
     ids = [_short_hash(f"{s}:{m}") for s, m in zip(owner["source"].to_list(), firsts)]
     owner = owner.with_columns(example_id=pl.Series(ids, dtype=pl.String))
-    offsets = pl.DataFrame({"k": list(range(1, max(context_turns, 1) + 1))}, schema={"k": pl.Int64})
-    before = (
-        owner.select("example_id", "session_id", pl.col("turn").cast(pl.Int64))
-        .join(offsets, how="cross")
-        .with_columns(ctx_turn=pl.col("turn") - pl.col("k"))
-        .filter(pl.col("ctx_turn") >= 0)
-        .join(
-            turns.select(
-                "session_id",
-                pl.col("turn").cast(pl.Int64).alias("ctx_turn"),
-                pl.col("role").alias("ctx_role"),
-                pl.col("text").alias("ctx_text"),
-                pl.col("message_ids").alias("ctx_ids"),
-            ),
-            on=["session_id", "ctx_turn"],
+
+    # Turns are consecutive rows within a session, so the k-th turn before an owner
+    # turn is simply k rows up: the context is index arithmetic, no join.
+    row = owner["_row"].to_numpy().astype(np.int64)
+    available = np.minimum(owner["turn"].to_numpy().astype(np.int64), max(context_turns, 1))
+    example = np.repeat(np.arange(owner.height), available)
+    starts = np.cumsum(available) - available
+    k = np.arange(len(example), dtype=np.int64) - np.repeat(starts, available) + 1
+    at = row[example] - k
+    # Nearest first: the nearest turn always stays (cut to the budget if alone it is too
+    # long), older turns stay while they fit; then an odd number, so it opens with `user`.
+    lengths = turns["text"].str.len_chars().to_numpy().astype(np.int64)[at]
+    total = np.cumsum(lengths)
+    used = total - np.repeat(np.concatenate(([0], total))[starts], available)
+    fits = (k == 1) | (used <= context_chars)
+    n_fit = np.bincount(example, weights=fits, minlength=owner.height).astype(np.int64)
+    n_keep = n_fit - (1 - n_fit % 2)
+    keep = k <= n_keep[example]
+    example, k, at = example[keep], k[keep], at[keep]
+    oldest_first = np.lexsort((-k, example))
+    example, at = example[oldest_first], at[oldest_first]
+
+    index = pl.Series(at, dtype=pl.UInt32)
+    text = turns["text"].gather(index)
+    context = (
+        pl.DataFrame(
+            {
+                "_example": example,
+                "ctx_text": text,
+                "ctx_role": turns["role"].gather(index),
+                "ctx_ids": turns["message_ids"].gather(index),
+            }
         )
-        .sort(["example_id", "k"])
-        .with_columns(used=pl.col("ctx_text").str.len_chars().cum_sum().over("example_id"))
-        # The nearest turn always stays (cut to the budget if alone it is too long);
-        # older turns stay while they fit.
-        .with_columns(fits=(pl.col("k") == 1) | (pl.col("used") <= context_chars))
-        .with_columns(n_fit=pl.col("fits").cast(pl.Int64).sum().over("example_id"))
-        # Keep an odd number of turns so the context opens with `user`.
-        .with_columns(n_keep=pl.col("n_fit") - (1 - pl.col("n_fit") % 2))
-        .filter(pl.col("k") <= pl.col("n_keep"))
         .with_columns(
             ctx_text=pl.when(pl.col("ctx_text").str.len_chars() > context_chars)
             .then(pl.lit("…") + pl.col("ctx_text").str.slice(-(context_chars - 1)))
             .otherwise(pl.col("ctx_text"))
         )
-        .sort(["example_id", "k"], descending=[False, True])
-        .group_by("example_id", maintain_order=True)
+        .group_by("_example", maintain_order=True)
         .agg(
             pl.col("ctx_text").alias("context"),
             pl.col("ctx_role").alias("context_roles"),
             pl.col("ctx_ids").list.explode(keep_nulls=False, empty_as_null=False).alias("context_ids"),
         )
     )
-    examples = owner.join(before, on="example_id", how="left").select(
-        "example_id",
-        "source",
-        "conversation_id",
-        "conv_key",
-        "session_id",
-        "sent_at",
-        pl.col("text").alias("response"),
-        "message_ids",
-        pl.col("context").fill_null(pl.lit([], pl.List(pl.String))),
-        pl.col("context_roles").fill_null(pl.lit([], pl.List(pl.String))),
-        pl.col("context_ids").fill_null(pl.lit([], pl.List(pl.String))),
+    examples = (
+        owner.with_row_index("_example")
+        .with_columns(pl.col("_example").cast(pl.Int64))
+        .join(context, on="_example", how="left", maintain_order="left")
+        .select(
+            "example_id",
+            "source",
+            "conversation_id",
+            "conv_key",
+            "session_id",
+            "sent_at",
+            pl.col("text").alias("response"),
+            "message_ids",
+            pl.col("context").fill_null(pl.lit([], pl.List(pl.String))),
+            pl.col("context_roles").fill_null(pl.lit([], pl.List(pl.String))),
+            pl.col("context_ids").fill_null(pl.lit([], pl.List(pl.String))),
+        )
     )
     return examples.with_columns(
         drop_reason=pl.when(pl.col("context").list.len() == 0).then(pl.lit("no_context")).otherwise(pl.lit(None, pl.String)),
