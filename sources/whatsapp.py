@@ -828,6 +828,9 @@ def _rows(
         # System lines are written by WhatsApp, not by a person in the chat.
         columns["is_owner"].append(False if kind == "system" else is_owner)
         columns["kind"].append(kind)
+        if kind == "text" and "attachment" in metadata:
+            # A captioned file: the placeholder line is the export's, the caption the person's.
+            text = text.partition("\n")[2].strip("\n")
         columns["text"].append(text)
         columns["metadata"].append(canonical_json(metadata))
     height = len(columns["source_id"])
