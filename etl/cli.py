@@ -66,8 +66,10 @@ def cli(ctx: click.Context, warehouse: Path | None, datasets: Path | None, confi
     """Turn your own messages into a clean, versioned, hashed training set.
 
     \b
-    etl ingest imessage              land your iMessage history
+    etl sources                      the exports etl reads
+    etl ingest imessage              land your iMessage history (or email, whatsapp, …)
     etl build --version v1           clean, deduplicate and write a dataset
+    etl report v1                    look at it before training
     etl sql "select * from source_counts"
     etl train sft --version v1 --preset 7b-lora
     """
