@@ -58,6 +58,12 @@ SCALAR_NAMES = {
     "s": "stability",
 }
 COLOURS = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac")
+# One colour per source: Tableau 10 without its grey (kept for "all sources"), then the
+# lighter Tableau 20 shades, so a dozen sources still tell apart.
+SOURCE_COLOURS = (
+    *COLOURS[:9],
+    "#a0cbe8", "#ffbe7d", "#8cd17d", "#ff9d9a", "#86bcb6", "#f1ce63", "#d4a6c8", "#fabfd2", "#d7b5a6",
+)
 
 
 def default_output(datasets: Path, name: str) -> Path:
@@ -783,7 +789,7 @@ def comparison_chart(data: dict[str, Any]) -> bytes | None:
 
 def _cycle():
     while True:
-        yield from COLOURS
+        yield from SOURCE_COLOURS
 
 
 # ----------------------------------------------------------------------------- HTML
@@ -823,7 +829,11 @@ def _table(name: str, headers: list[str], rows: list[list[Any]], numeric_from: i
             else:
                 cells.append(f"<td>{_e(value)}</td>")
         body.append(f"<tr>{''.join(cells)}</tr>")
-    return f'<table data-table="{_e(name)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    # Wide tables (a column per source) scroll inside the page instead of widening it.
+    return (
+        f'<div class="wide"><table data-table="{_e(name)}"><thead><tr>{head}</tr></thead>'
+        f'<tbody>{"".join(body)}</tbody></table></div>'
+    )
 
 
 def _chart(charts: dict[str, bytes | None], name: str, alt: str, empty: str) -> str:
