@@ -2,11 +2,13 @@
 
 The database is opened read-only through SQLite itself, so a running Messages.app
 (which keeps it open in WAL mode) is not disturbed. Messages are read in ROWID
-order, one short range query per batch; SQL converts dates and packs each row's
-yes/no facts into flags, Polars picks the kind, joins chats and handles and writes
-the metadata JSON column-wise, and the only per-row Python work is decoding
-`attributedBody` (where current macOS keeps the text) and settling the few rows
-with attachments, edits or unsends.
+order, one short range query per batch, as Arrow columns (adbc-driver-sqlite; the
+sqlite3 module reads any batch it cannot). SQL converts dates and packs each row's
+yes/no facts into flags; Polars decodes `attributedBody` (where current macOS keeps
+the text) in its common layout, picks the kind, joins chats and handles and writes
+the metadata JSON column-wise. The only per-row Python work is the full typedstream
+parser for the rare other layouts and settling the few rows with attachments, edits
+or unsends.
 
 Runs are incremental: the watermark is the highest message ROWID read, per database.
 A message edited or unsent after it was landed keeps the version first landed.
@@ -28,10 +30,10 @@ from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, source
 from etl.sources.message_summary import SummaryError, parse_summary_info
-from etl.sources.typedstream import DecodeError, decode_attributed_body_full, decode_common_layout
+from etl.sources.typedstream import DecodeError, common_layout_texts, decode_attributed_body_full
 
 DEFAULT_DB = "~/Library/Messages/chat.db"
-BATCH_ROWS = 50_000
+BATCH_ROWS = 100_000  # about 1 GB at peak; half the batch is 15% slower
 # Hashing a multi-gigabyte live database would dominate the run; larger ones are
 # identified by size and modification time instead.
 HASH_AT_MOST_BYTES = 64 << 20
@@ -66,6 +68,7 @@ _NO_DB_HINT = "on a Mac it is ~/Library/Messages/chat.db and the terminal needs 
 def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
     path = Path(ctx.options.get("db") or DEFAULT_DB).expanduser()
     con = open_database(path)
+    reader = None
     try:
         stream = str(path.resolve())
         ctx.record_file(path, hash_at_most=HASH_AT_MOST_BYTES)
@@ -88,6 +91,8 @@ def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
                 "the undecodable bytes became U+FFFD"
             )
     finally:
+        if reader is not None and reader.arrow is not None:
+            reader.arrow.close()
         con.close()
 
 
@@ -221,9 +226,7 @@ _MESSAGE_COLUMNS: dict[str, pl.DataType] = {
     "service": pl.String,
     "account": pl.String,
 }
-_ROWID, _GUID, _TEXT, _BODY, _FLAGS = (
-    list(_MESSAGE_COLUMNS).index(name) for name in ("rowid", "guid", "text", "body", "flags")
-)
+_TEXT = list(_MESSAGE_COLUMNS).index("text")
 # Bits of `flags`, one per yes/no fact SQL reads from the row.
 FROM_ME, EDITED, RETRACTED, REACTION, SYSTEM, HAS_HISTORY = (1 << bit for bit in range(6))
 _NEEDS_DETAILS = EDITED | RETRACTED | REACTION | SYSTEM | HAS_HISTORY
@@ -241,6 +244,48 @@ _DETAILS = pl.Struct(
 )
 
 
+class ArrowMessages:
+    """The message query through adbc-driver-sqlite (optional), as Arrow columns."""
+
+    def __init__(self, connection, cursor, sql: str):
+        self.connection, self.cursor, self.sql = connection, cursor, sql
+
+    @classmethod
+    def open(cls, path: Path, sql: str) -> ArrowMessages | None:
+        try:
+            import adbc_driver_sqlite.dbapi as adbc
+        except ImportError:
+            return None
+        try:
+            connection = adbc.connect(f"{path.resolve().as_uri()}?mode=ro")
+            cursor = connection.cursor()
+            # A whole batch in one Arrow batch: the driver infers types from all its rows.
+            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(BATCH_ROWS)})
+        except Exception:  # noqa: BLE001 - without it, the sqlite3 module reads everything
+            return None
+        return cls(connection, cursor, sql)
+
+    def read(self, after_rowid: int) -> pl.DataFrame:
+        """The next batch; raises when a column is not what `_MESSAGE_COLUMNS` says
+        (text that is not UTF-8, above all), for the caller to read it another way."""
+        return self.query(self.sql, (after_rowid, BATCH_ROWS), _MESSAGE_COLUMNS)
+
+    def query(self, sql: str, params: tuple, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+        self.cursor.execute(sql, params)
+        table = pl.from_arrow(self.cursor.fetch_arrow_table())
+        columns = []
+        for (name, dtype), column in zip(schema.items(), table.get_columns()):
+            if column.null_count() == len(column):
+                column = pl.repeat(None, len(column), dtype=dtype, eager=True)
+            elif column.dtype != dtype:
+                column = column.cast(dtype)  # Binary to String checks the UTF-8
+            columns.append(column.alias(name))
+        return pl.DataFrame(columns)
+
+    def close(self) -> None:
+        self.cursor.close()
+        self.connection.close()
+
 class MessageReader:
     """Batches of raw rows from one Messages database, for the columns it has."""
 
@@ -254,6 +299,7 @@ class MessageReader:
             self.handles = self._handles()
             self.chats = self._chats()
             self.sql = self._message_sql()
+            self.arrow = ArrowMessages.open(path, self._message_sql(as_arrow=True))
             self.details_sql = self._details_sql()
         except sqlite3.DatabaseError as exc:
             raise SourceError(_read_error(path, exc)) from None
@@ -268,16 +314,32 @@ class MessageReader:
         whole run, so Messages.app can keep checkpointing its WAL meanwhile.
         """
         while True:
-            rows = self._fetch(self.sql, (after_rowid, BATCH_ROWS))
-            if not rows:
+            data = self._message_frame(after_rowid)
+            if not data.height:
                 return
-            first, last = rows[0][_ROWID], rows[-1][_ROWID]
+            first, last = data["rowid"][0], data["rowid"][-1]
             chats = self._fetch_links("chat_message_join", "MIN(chat_id)", first, last)
             attachments = self._fetch_links("message_attachment_join", "COUNT(*)", first, last)
-            details = self._details([row[_ROWID] for row in rows if row[_FLAGS] & _NEEDS_DETAILS])
-            frame, quarantined = self._shape(rows, chats, attachments, details)
+            details = self._details(data.filter(pl.col("flags") & _NEEDS_DETAILS != 0)["rowid"].to_list())
+            frame, quarantined = self._shape(data, chats, attachments, details)
             after_rowid = last
-            yield Batch(rows=frame, quarantined=quarantined, watermark={"rowid": last}, seen=len(rows))
+            yield Batch(rows=frame, quarantined=quarantined, watermark={"rowid": last}, seen=data.height)
+
+    def _message_frame(self, after_rowid: int) -> pl.DataFrame:
+        """The next batch of message rows, with `_MESSAGE_COLUMNS`.
+
+        Read as Arrow columns when adbc-driver-sqlite is installed: building a Python
+        tuple per row is most of what reading costs. Any batch it cannot give exactly
+        (text that is not UTF-8, a column of an unexpected type) is read again
+        through the standard sqlite3 module, which settles those rows one by one.
+        """
+        if self.arrow is not None:
+            try:
+                return self.arrow.read(after_rowid)
+            except Exception:  # noqa: BLE001 - the sqlite3 path below reads it, or says what is wrong
+                pass
+        rows = self._fetch(self.sql, (after_rowid, BATCH_ROWS))
+        return pl.DataFrame(rows, schema=_MESSAGE_COLUMNS, orient="row")
 
     # -- queries
 
@@ -301,14 +363,19 @@ class MessageReader:
 
     def _fetch_links(self, table: str, aggregate: str, first: int, last: int) -> pl.DataFrame:
         """message ROWID -> an aggregate over a join table, for one batch's range."""
-        rows = []
-        if table in self.tables:
-            rows = self._fetch(
-                f"SELECT message_id, {aggregate} FROM {table} "
-                "WHERE message_id BETWEEN ? AND ? GROUP BY message_id",
-                (first, last),
-            )
-        return pl.DataFrame(rows, schema={"rowid": pl.Int64, "value": pl.Int64}, orient="row")
+        schema = {"rowid": pl.Int64, "value": pl.Int64}
+        if table not in self.tables:
+            return pl.DataFrame(schema=schema)
+        sql = (
+            f"SELECT CAST(message_id AS INTEGER), CAST({aggregate} AS INTEGER) FROM {table} "
+            "WHERE message_id BETWEEN ? AND ? GROUP BY message_id"
+        )
+        if self.arrow is not None:
+            try:
+                return self.arrow.query(sql, (first, last), schema)
+            except Exception:  # noqa: BLE001 - read again below, with sqlite3's own errors
+                pass
+        return pl.DataFrame(self._fetch(sql, (first, last)), schema=schema, orient="row")
 
     def _details(self, rowids: list[int]) -> dict[int, tuple[str | None, bytes | None]]:
         """ROWID -> (reaction/system columns as JSON, summary plist) for the rows that have them."""
@@ -321,7 +388,7 @@ class MessageReader:
         """`m.name`, or NULL where an older macOS has no such column."""
         return f"m.{name}" if name in self.columns else "NULL"
 
-    def _message_sql(self) -> str:
+    def _message_sql(self, as_arrow: bool = False) -> str:
         col = self.col
         flags = {
             FROM_ME: f"COALESCE({col('is_from_me')}, 0) <> 0",
@@ -344,6 +411,12 @@ class MessageReader:
             "service": col("service"),
             "account": f"COALESCE(NULLIF({col('destination_caller_id')}, ''), {col('account')})",
         }
+        if as_arrow:
+            # One storage class per column, so the Arrow reader's type inference is exact.
+            storage = {pl.String: "BLOB", pl.Binary: "BLOB", pl.Int64: "INTEGER"}
+            expressions = {
+                name: f"CAST({expressions[name]} AS {storage[dtype]})" for name, dtype in _MESSAGE_COLUMNS.items()
+            }
         select = ",\n                ".join(expressions[name] for name in _MESSAGE_COLUMNS)
         return f"""
             SELECT
@@ -429,34 +502,21 @@ class MessageReader:
 
     def _shape(
         self,
-        rows: list[tuple],
+        data: pl.DataFrame,
         chats: pl.DataFrame,
         attachments: pl.DataFrame,
         details: dict[int, tuple[str | None, bytes | None]],
     ) -> tuple[pl.DataFrame, list[Quarantined]]:
         """Raw rows of one batch, plus the rows whose text could not be decoded."""
-        # The one per-row step: text from attributedBody, in the common layout.
-        texts: list[str | None] = []
-        undecoded = []  # blobs in another layout, for the full typedstream parser
-        for i, row in enumerate(rows):
-            text, body = row[_TEXT], row[_BODY]
-            if body is not None:
-                decoded = decode_common_layout(body)
-                if decoded is None:
-                    undecoded.append(i)
-                elif text is None or len(text) < len(decoded):
-                    text = decoded
-            texts.append(text)
-        columns = dict(zip(_MESSAGE_COLUMNS, zip(*rows)))
-        columns["text"] = texts
-        data = pl.DataFrame(
-            [
-                pl.Series(name, columns[name], dtype=dtype)
-                for name, dtype in _MESSAGE_COLUMNS.items()
-                if name != "body"  # decoded above; kept in `rows` for the rare full parse
-            ]
-        )
-        rowids = columns["rowid"]
+        # Text from attributedBody where it is longer than `text` (current macOS leaves
+        # `text` empty): the common layout column-wise, the rest by the full parser.
+        decoded = common_layout_texts(data["body"])
+        text = data["text"]
+        longer = decoded.is_not_null() & (text.is_null() | (text.str.len_chars() < decoded.str.len_chars()))
+        undecoded = set((data["body"].is_not_null() & decoded.is_null()).arg_true().to_list())
+        bodies = data.select("rowid", "guid", "body")  # for the rare full parse
+        data = data.drop("body").with_columns(text=pl.when(longer).then(decoded).otherwise(text))
+        rowids = data["rowid"].to_list() if details else []
         flags = pl.col("flags")
         data = data.with_columns(
             kind=pl.when(flags & RETRACTED != 0)
@@ -482,11 +542,11 @@ class MessageReader:
             | (text == "")
             | text.str.contains(PLACEHOLDER, literal=True)
         ).to_series()
-        indices = sorted(set(unusual.arg_true().to_list()) | set(undecoded))
+        indices = sorted(set(unusual.arg_true().to_list()) | undecoded)
         extras: dict[int, dict] = {}
         quarantined: list[Quarantined] = []
         if indices:
-            data, extras, quarantined = self._settle_rows(data, rows, indices, set(undecoded), details)
+            data, extras, quarantined = self._settle_rows(data, bodies, indices, undecoded, details)
         frame = self._frame(data)
         if extras:
             frame = _merge_metadata(frame, extras)
@@ -497,24 +557,24 @@ class MessageReader:
     def _settle_rows(
         self,
         data: pl.DataFrame,
-        rows: list[tuple],
+        bodies: pl.DataFrame,
         indices: list[int],
         undecoded: set[int],
         details: dict[int, tuple[str | None, bytes | None]],
     ) -> tuple[pl.DataFrame, dict[int, dict], list[Quarantined]]:
         picked = data[indices].select("text", "kind", "attachments").rows()
+        originals = bodies[indices].rows()
         new_texts, new_kinds = [], []
         extras: dict[int, dict] = {}
         quarantined: list[Quarantined] = []
-        for i, (text, kind, attachments) in zip(indices, picked):
-            row = rows[i]
+        for i, (text, kind, attachments), (rowid, guid, body) in zip(indices, picked, originals):
             extra = {}
             if i in undecoded:
                 try:
-                    decoded = decode_attributed_body_full(row[_BODY])
+                    decoded = decode_attributed_body_full(body)
                 except DecodeError as exc:
                     if not text:
-                        quarantined.append(self._quarantine(row, exc))
+                        quarantined.append(self._quarantine(rowid, guid, body, exc))
                         new_texts.append(None)
                         new_kinds.append("quarantined")
                         continue
@@ -522,7 +582,7 @@ class MessageReader:
                 else:
                     if text is None or len(text) < len(decoded):
                         text = decoded
-            summary = details.get(row[_ROWID], (None, None))[1]
+            summary = details.get(rowid, (None, None))[1]
             text, kind, settled = _settle(text, kind, summary, attachments)
             extra.update(settled)
             if extra:
@@ -535,12 +595,12 @@ class MessageReader:
         )
         return data, extras, quarantined
 
-    def _quarantine(self, row: tuple, exc: Exception) -> Quarantined:
+    def _quarantine(self, rowid: int, guid: str, body: bytes, exc: Exception) -> Quarantined:
         return Quarantined(
-            location=f"{self.path} message ROWID {row[_ROWID]}",
+            location=f"{self.path} message ROWID {rowid}",
             reason=f"attributedBody: {exc}",
-            payload=base64.b64encode(row[_BODY]).decode("ascii"),
-            source_id=row[_GUID],
+            payload=base64.b64encode(body).decode("ascii"),
+            source_id=guid,
         )
 
     def _frame(self, data: pl.DataFrame) -> pl.DataFrame:

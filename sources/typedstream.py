@@ -9,6 +9,7 @@ guessed from "printable runs": a blob is either parsed or rejected with `DecodeE
 
 from __future__ import annotations
 
+import polars as pl
 import typedstream as _typedstream
 from typedstream.types.foundation import NSString
 
@@ -87,6 +88,59 @@ def decode_common_layout(blob: bytes) -> str | None:
         return blob[pos:end].decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+def common_layout_texts(bodies: pl.Series) -> pl.Series:
+    """`decode_common_layout` for a whole Binary column at once: the text where the
+    blob has the common layout, else null (for the full parser)."""
+    raw = _common_layout_bytes(bodies)
+    try:
+        return raw.cast(pl.String)
+    except pl.exceptions.ComputeError:  # some text is not UTF-8: settle it row by row
+        return pl.Series([_utf8_or_none(b) for b in raw.to_list()], dtype=pl.String)
+
+
+def _utf8_or_none(data: bytes | None) -> str | None:
+    try:
+        return None if data is None else data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _common_layout_bytes(bodies: pl.Series) -> pl.Series:
+    body, start, head = pl.col("body"), pl.col("start"), pl.col("head")
+
+    def byte(offset: int) -> pl.Expr:
+        return body.bin.get(start + offset, null_on_oob=True).cast(pl.Int64)
+
+    return (
+        pl.DataFrame({"body": bodies})
+        .lazy()
+        .with_columns(
+            start=pl.when(body.bin.starts_with(_ATTRIBUTED_STRING_PREAMBLE))
+            .then(pl.lit(_PLAIN_END, pl.Int64))
+            .when(body.bin.starts_with(_MUTABLE_ATTRIBUTED_STRING_PREAMBLE))
+            .then(pl.lit(_MUTABLE_END, pl.Int64))
+        )
+        .with_columns(head=byte(0))
+        .with_columns(
+            length=pl.when(head < 0x80)
+            .then(head)
+            .when(head == _INT16)
+            .then(byte(1) + 256 * byte(2))
+            .when(head == _INT32)
+            .then(byte(1) + 256 * byte(2) + 65536 * byte(3) + 16777216 * byte(4)),
+            first=start + pl.when(head < 0x80).then(1).when(head == _INT16).then(3).otherwise(5),
+        )
+        # The NSString object must close right after its bytes.
+        .select(
+            pl.when(body.bin.get(pl.col("first") + pl.col("length"), null_on_oob=True) == _END_OF_OBJECT).then(
+                body.bin.slice(pl.col("first"), pl.col("length"))
+            )
+        )
+        .collect()
+        .to_series()
+    )
 
 
 def decode_attributed_body_full(blob: bytes) -> str:

@@ -219,6 +219,29 @@ def test_batches_stream_in_rowid_order(tmp_path, monkeypatch):
     assert pl.concat([b.rows for b in batches]).equals(rows_of(SAMPLE))
 
 
+@pytest.mark.parametrize("db", [SAMPLE, "imessage/chatdb/iwvelando_imessage-archiver_chat.db"], ids=["sample", "macos15"])
+def test_arrow_reader_and_sqlite3_reader_land_the_same_rows(monkeypatch, db):
+    from etl.sources import imessage
+
+    db = db if isinstance(db, Path) else shared_fixture(db)
+    reader = imessage.MessageReader(imessage.open_database(db), db)
+    assert reader.arrow is not None, "adbc-driver-sqlite is a dependency: the Arrow reader must open"
+    assert reader.arrow.read(0).height > 0
+    through_arrow = rows_of(db)
+    monkeypatch.setattr(imessage.ArrowMessages, "open", classmethod(lambda cls, path, sql: None))
+    assert through_arrow.equals(rows_of(db))
+
+
+def test_a_batch_the_arrow_reader_cannot_give_is_read_by_sqlite3(sample_copy, monkeypatch):
+    from etl.sources import imessage
+
+    def fails(self, *args):
+        raise RuntimeError("unexpected column type")
+
+    monkeypatch.setattr(imessage.ArrowMessages, "query", fails)
+    assert rows_of(sample_copy).equals(rows_of(SAMPLE))
+
+
 # ----------------------------------------------------------------------------- the generator
 
 

@@ -139,3 +139,30 @@ def test_truncated_blobs_give_the_exact_text_or_an_error(text, data):
 def test_decode_error_is_a_value_error():
     # Callers that only know ValueError still catch it.
     assert issubclass(DecodeError, ValueError)
+
+
+def _column_common_layout(blobs: list[bytes]) -> list[str | None]:
+    import polars as pl
+
+    from etl.sources.typedstream import common_layout_texts
+
+    return common_layout_texts(pl.Series(blobs, dtype=pl.Binary)).to_list()
+
+
+def test_column_fast_path_agrees_on_every_fixture_blob():
+    blobs = [blob for _, blob in _blobs()]
+    assert _column_common_layout(blobs) == [decode_common_layout(b) for b in blobs]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    text=st.one_of(st.text(max_size=300), st.text(min_size=120, max_size=140), st.just("é" * 40_000)),
+    cut=st.integers(0, 40),
+)
+def test_column_fast_path_agrees_with_python(text, cut):
+    blob = encode_attributed_body(text)
+    truncated = blob[: len(blob) - 1 - cut]
+    broken = blob.replace(text.encode("utf-8")[:1], b"\xff", 1) if text else blob
+    blobs = [blob, truncated, broken, b"", b"\x04\x0bstreamtyped", b"\x00" * 64]
+    assert _column_common_layout(blobs) == [decode_common_layout(b) for b in blobs]
+    assert _column_common_layout([blob]) == [text]
