@@ -25,7 +25,7 @@ fails the run with nothing landed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
@@ -33,9 +33,9 @@ from typing import Any
 import orjson
 
 from etl.schemas.records import canonical_json
-from etl.schemas.tables import raw_frame
 from etl.sources.archive import InputFile, input_files
 from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
+from etl.sources.chat_common import batches, record_inputs
 
 NAME = "chatgpt"
 EXPORT_FILE = "conversations.json"
@@ -73,44 +73,43 @@ def read_chatgpt(ctx: SourceContext) -> Iterator[Batch]:
     if not files:
         where = ", ".join(str(p) for p in ctx.paths)
         raise SourceError(f"{where}: no {EXPORT_FILE} found; expected {_EXPECTED}")
-    recorded: set = set()
     for file in files:
-        data = load_export(file, _EXPECTED)
-        conversations = _conversations(data, file)
-        if file.path not in recorded:  # a zip's members share the archive's hash
-            recorded.add(file.path)
-            ctx.record_file(file.path)
-        rows: list[dict] = []
-        quarantined: list[Quarantined] = []
-        seen = 0
+        conversations = _conversations(load_export(file, _EXPECTED), file)
+        record_inputs(ctx, [file])
         unset_current = 0
-        for index, conversation in enumerate(conversations):
-            location = f"{file.location} conversation {index}"
-            try:
-                if not isinstance(conversation, dict):
-                    raise BrokenConversation(f"a JSON {type(conversation).__name__}, not a conversation object")
-                location = f"{file.location} conversation {conversation.get('id') or index}"
-                found, guessed = conversation_rows(conversation)
-            except BrokenConversation as exc:
-                quarantined.append(
-                    Quarantined(location, str(exc), canonical_json(conversation), _conversation_id(conversation))
-                )
-                seen += 1
-                continue
+
+        def rows_of(conversation: dict, location: str) -> list[dict]:
+            nonlocal unset_current
+            found, guessed = conversation_rows(conversation)
             unset_current += guessed
-            rows.extend(found)
-            seen += len(found)
-            if len(rows) >= BATCH_ROWS:
-                ctx.progress(seen)
-                yield Batch(rows=raw_frame(rows), quarantined=quarantined, seen=seen)
-                rows, quarantined, seen = [], [], 0
-        ctx.progress(seen)
-        yield Batch(rows=raw_frame(rows), quarantined=quarantined, seen=seen)
+            return found
+
+        yield from batches(each_conversation(file, conversations, rows_of, BrokenConversation), ctx, BATCH_ROWS)
         if unset_current:
             ctx.note(
                 f"{file.location}: {unset_current} conversation(s) had no current_node; "
                 "their most recent branch was taken as the one shown"
             )
+
+
+def each_conversation(
+    file: InputFile,
+    conversations: list,
+    rows_of: Callable[[dict, str], list[dict]],
+    refused: type[Exception],
+) -> Iterator[tuple[list[dict], list[Quarantined]]]:
+    """Each conversation's rows; one `rows_of` refuses (by raising `refused`), or that is
+    not an object, is quarantined whole and the others still land."""
+    for index, conversation in enumerate(conversations):
+        location = f"{file.location} conversation {index}"
+        try:
+            if not isinstance(conversation, dict):
+                raise refused(f"a JSON {type(conversation).__name__}, not a conversation object")
+            location = f"{file.location} conversation {_conversation_id(conversation) or index}"
+            yield rows_of(conversation, location), []
+        except refused as exc:
+            quarantined = Quarantined(location, str(exc), canonical_json(conversation), _conversation_id(conversation))
+            yield [], [quarantined]
 
 
 def is_export_file(relpath: str) -> bool:
@@ -210,9 +209,10 @@ def conversation_rows(conversation: dict) -> tuple[list[dict], bool]:
 
 
 def _conversation_id(conversation: Any) -> str | None:
+    """ChatGPT's `id` (or `conversation_id`), Claude.ai's `uuid`."""
     if not isinstance(conversation, dict):
         return None
-    value = conversation.get("id") or conversation.get("conversation_id")
+    value = conversation.get("id") or conversation.get("conversation_id") or conversation.get("uuid")
     return str(value) if value else None
 
 

@@ -25,11 +25,10 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 
 from etl.schemas.records import canonical_json
-from etl.schemas.tables import raw_frame
 from etl.sources.archive import input_files
-from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
-from etl.sources.chat_common import utc_from_iso
-from etl.sources.chatgpt import BrokenConversation, load_export, path_to, tree_depths
+from etl.sources.base import Batch, SourceContext, SourceError, source
+from etl.sources.chat_common import batches, record_inputs, utc_from_iso
+from etl.sources.chatgpt import BrokenConversation, each_conversation, load_export, path_to, tree_depths
 
 NAME = "claude-ai"
 EXPORT_FILE = "conversations.json"
@@ -49,7 +48,6 @@ def read_claude_ai(ctx: SourceContext) -> Iterator[Batch]:
     if not files:
         where = ", ".join(str(p) for p in ctx.paths)
         raise SourceError(f"{where}: no {EXPORT_FILE} found; expected {_EXPECTED}")
-    recorded: set = set()
     for file in files:
         data = load_export(file, _EXPECTED)
         if isinstance(data, dict) and isinstance(data.get("conversations"), list):
@@ -64,34 +62,15 @@ def read_claude_ai(ctx: SourceContext) -> Iterator[Batch]:
                 f"{file.location}: this is a ChatGPT export (conversations with a `mapping`); "
                 f"use `etl ingest chatgpt {file.path}`; expected {_EXPECTED}"
             )
-        if file.path not in recorded:  # a zip's members share the archive's hash
-            recorded.add(file.path)
-            ctx.record_file(file.path)
-        rows: list[dict] = []
-        quarantined: list[Quarantined] = []
-        seen = 0
-        for index, conversation in enumerate(data):
-            location = f"{file.location} conversation {index}"
-            try:
-                if not isinstance(conversation, dict):
-                    raise _Malformed(f"a JSON {type(conversation).__name__}, not a conversation object")
-                location = f"{file.location} conversation {conversation.get('uuid') or index}"
-                found, broken = conversation_rows(conversation)
-            except _Malformed as exc:
-                uuid = conversation.get("uuid") if isinstance(conversation, dict) else None
-                quarantined.append(Quarantined(location, str(exc), canonical_json(conversation), uuid))
-                seen += 1
-                continue
+        record_inputs(ctx, [file])
+
+        def rows_of(conversation: dict, location: str) -> list[dict]:
+            found, broken = conversation_rows(conversation)
             if broken:
                 ctx.note(f"{location}: {broken}; its messages were read in their stored order, none marked superseded")
-            rows.extend(found)
-            seen += len(found)
-            if len(rows) >= BATCH_ROWS:
-                ctx.progress(seen)
-                yield Batch(rows=raw_frame(rows), quarantined=quarantined, seen=seen)
-                rows, quarantined, seen = [], [], 0
-        ctx.progress(seen)
-        yield Batch(rows=raw_frame(rows), quarantined=quarantined, seen=seen)
+            return found
+
+        yield from batches(each_conversation(file, data, rows_of, _Malformed), ctx, BATCH_ROWS)
 
 
 class _Malformed(Exception):
