@@ -7,6 +7,7 @@ with the run record and watermarks in the same transaction.
 
 # Importing a connector registers it.
 from etl.sources import (  # noqa: E402,F401
+    android_sms,
     chatgpt,
     claude_ai,
     claude_code,
