@@ -30,9 +30,9 @@ from etl.config import Config
 from etl.errors import EtlError, VersionExists
 from etl.schemas import BUILD_DROPS, BUILD_EXAMPLES, BUILDS, SCHEMA_VERSION
 from etl.schemas.records import canonical_json, chat_record, dpo_record, flatten_prompt, prompt_key
-from etl.transforms import conversations
+from etl.transforms import conversations, labels
 from etl.transforms.dedup import DedupConfig, deduplicate
-from etl.transforms.redact import redact_secrets
+from etl.transforms.redact import redact_secrets, redact_str
 from etl.transforms.text import drop_meta_messages, normalise_text, strip_quotes_and_signatures
 from etl.transforms.trajectory import TRAJECTORY_VERSION, add_trajectory, trajectory_tag
 from etl.versions import dataset_sha256, sha256_file, write_manifest_and_sums
@@ -40,7 +40,9 @@ from etl.warehouse import insert_frame, open_warehouse, query_frame, transaction
 
 SPLITS = ("train", "valid", "test")
 # What turn assembly reads of a cleaned message.
-TURN_COLUMNS = ("source", "source_id", "conversation_id", "sent_at", "sender", "sender_name", "is_owner", "text")
+TURN_COLUMNS = (
+    "source", "source_id", "conversation_id", "sent_at", "sender", "sender_name", "is_owner", "author", "text",
+)
 TRAJECTORY_COLUMNS = ("traj_c", "traj_u", "traj_p", "traj_r", "traj_k", "traj_n", "traj_s")
 
 
@@ -203,6 +205,28 @@ def _run_example_stages(kept: pl.DataFrame, config: Config, clock: _Clock):
     return n_turns, n_candidates, stage, drops, kept_examples
 
 
+def _label_speakers(kept: pl.DataFrame, config: Config, redactions: dict[str, int]):
+    """Each message's speaker label (a name or a pseudonym, never a handle), redacted
+    like the texts; and what the manifest says about it."""
+    b = config.build
+    kept, pseudonyms = labels.label_speakers(kept, mode=b.speaker_labels, region=config.owner.phone_region)
+    if b.redact_pii:
+        authors = kept.select(pl.col("author").unique().drop_nulls().sort())
+        clean = redact_secrets(authors.lazy(), pii=True, columns=("author",)).collect()
+        cleaned = dict(zip(authors["author"], clean["author"]))
+        if any(k != v for k, v in cleaned.items()):
+            kept = kept.with_columns(pl.col("author").replace(cleaned))
+            for kind in clean["redactions"].explode().drop_nulls():
+                redactions[kind] = redactions.get(kind, 0) + 1
+    privacy = {
+        "speaker_labels": b.speaker_labels,
+        "redact_pii": b.redact_pii,
+        "pseudonyms": len(pseudonyms),
+        "contacts": len(config.contacts),
+    }
+    return kept, privacy
+
+
 def _messages_of(row: dict[str, Any], system: str) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system}] if system else []
     messages += [{"role": r, "content": t} for r, t in zip(row["context_roles"], row["context"])]
@@ -256,10 +280,13 @@ def build_version(
         clock = _Clock()
         with clock("load"):
             messages = conversations.resolve_owner(_load_messages(con, config, run_ids), config.owner.identities)
+            messages = labels.apply_contacts(messages, config.contacts, config.owner.phone_region)
         rejected, rejected_through = _load_rejected(con, config, rejected_through)
 
         loaded = {"messages": messages.height, "messages_by_source": _count_by(messages, "source")}
         kept, stages, message_drops, redactions = _run_message_stages(messages, config, clock)
+        with clock("labels"):
+            kept, privacy = _label_speakers(kept, config, redactions)
         n_kept = kept.height
         del messages  # the raw frame is not needed again; a million rows of text are worth freeing
         n_turns, n_candidates, example_stage, example_drops, examples = _run_example_stages(
@@ -296,6 +323,7 @@ def build_version(
                 "splits": split_counts,
             },
             "redactions": redactions,
+            "privacy": privacy,
             "dpo": {
                 "records": dpo_records,
                 "note": None if dpo_records else
@@ -411,6 +439,8 @@ def _render_files(examples: pl.DataFrame, rejected: dict[str, str], config: Conf
     """The lines of every output file, in `examples` order (sorted by example id)."""
     formats = set(config.build.formats)
     system = config.build.system_text(config.owner)
+    if config.build.redact_pii:
+        system = redact_str(system, pii=True)[0]
     names = {"system": "system", "user": "human", "assistant": "gpt"}
     files: dict[str, list[str]] = {}
     needed = ["example_id", "split", "context", "context_roles", "response", "regime", *TRAJECTORY_COLUMNS]

@@ -261,6 +261,8 @@ def init(path, force):
 @click.option("--system-prompt")
 @click.option("--trajectory-tags/--no-trajectory-tags", default=None)
 @click.option("--redact-pii/--no-redact-pii", default=None)
+@click.option("--speaker-labels", type=click.Choice(["names", "pseudonyms"]),
+              help="Group-chat labels of other people: names (a pseudonym where none) or pseudonyms.")
 @click.option("--timings", is_flag=True, help="Print the seconds each stage took.")
 @click.pass_obj
 def build(obj, version, dry_run, sources_, timings, **overrides):

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import phonenumbers
+
 from etl.errors import EtlError
 from etl.paths import etl_home
 from etl.schemas.records import canonical_json
@@ -31,6 +33,23 @@ class Owner:
     phones: tuple[str, ...] = ()  # E.164, e.g. +15551234567
     handles: tuple[str, ...] = ()
     speaker_labels: tuple[str, ...] = ()
+    # ISO 3166 country whose national phone formats you use, e.g. "US", "DE"; empty:
+    # the country of your first phone number.
+    region: str = ""
+
+    @property
+    def phone_region(self) -> str | None:
+        """The region phone numbers without a country code are read in."""
+        if self.region:
+            return self.region.upper()
+        for phone in self.phones:
+            try:
+                code = phonenumbers.region_code_for_number(phonenumbers.parse(phone, None))
+            except Exception:  # a malformed phone in the config is not a reason to fail
+                continue
+            if code and code != "ZZ":
+                return code
+        return None
 
     @property
     def identities(self) -> tuple[str, ...]:
@@ -69,6 +88,13 @@ class BuildConfig:
     formats: tuple[str, ...] = ("chatml", "dpo")
     sources: tuple[str, ...] = ()  # empty: every source in the warehouse
     rejected_model: str | None = None  # which stored base-model answers feed DPO; None: any
+    # How other people are labelled in group chats: "names" (a contact's or the
+    # export's name, else a pseudonym) or "pseudonyms" (`Friend 1`, … for everyone).
+    speaker_labels: str = "names"
+
+    def __post_init__(self) -> None:
+        if self.speaker_labels not in ("names", "pseudonyms"):
+            raise EtlError(f'speaker_labels must be "names" or "pseudonyms", not {self.speaker_labels!r}')
 
     def system_text(self, owner: Owner) -> str:
         return self.system_prompt.replace("{owner}", owner.display_name or "the owner")
@@ -82,6 +108,9 @@ class Config:
     # the command line overrides them. Not part of the build hash: they shape what
     # lands, which the manifest records through its ingest runs.
     sources: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [contacts]: handle -> name, for every source. In the hash (labels depend on it)
+    # but never written out in full: a manifest must not list other people.
+    contacts: dict[str, str] = field(default_factory=dict)
     path: Path | None = None  # where it was read from; not part of the hash
 
     def source_options(self, name: str) -> dict[str, Any]:
@@ -91,6 +120,10 @@ class Config:
         return {
             "owner": _jsonable(dataclasses.asdict(self.owner)),
             "build": _jsonable(dataclasses.asdict(self.build)),
+            "contacts": {
+                "entries": len(self.contacts),
+                "sha256": hashlib.sha256(canonical_json(self.contacts).encode()).hexdigest(),
+            },
         }
 
     def sha256(self) -> str:
@@ -155,11 +188,15 @@ def load_config(explicit: Path | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise EtlError(f"{path}: not valid TOML: {error}") from None
-    unknown = sorted(set(data) - {"owner", "build", "sources"})
+    unknown = sorted(set(data) - {"owner", "build", "sources", "contacts"})
     if unknown:
         raise EtlError(
-            f"{path}: unknown section(s) {', '.join(unknown)}; expected [owner], [build] and [sources.NAME]"
+            f"{path}: unknown section(s) {', '.join(unknown)}; "
+            "expected [owner], [build], [contacts] and [sources.NAME]"
         )
+    contacts = data.get("contacts", {})
+    if not isinstance(contacts, dict) or not all(isinstance(v, str) for v in contacts.values()):
+        raise EtlError(f'{path}: [contacts] maps a handle to a name, e.g. "+14155550167" = "Lena"')
     sources = data.get("sources", {})
     if not isinstance(sources, dict) or not all(isinstance(v, dict) for v in sources.values()):
         raise EtlError(f"{path}: [sources] holds one table per connector, e.g. [sources.supabase]")
@@ -170,7 +207,7 @@ def load_config(explicit: Path | None = None) -> Config:
         raise EtlError(f"{path}: {error}") from None
     except TypeError as error:
         raise EtlError(f"{path}: {error}") from None
-    return Config(owner=owner, build=build, sources=sources, path=path)
+    return Config(owner=owner, build=build, sources=sources, contacts=dict(sorted(contacts.items())), path=path)
 
 
 DEFAULT_TOML = """\
@@ -185,6 +222,7 @@ emails = []           # your addresses, e.g. ["sam@example.com"]
 phones = []           # E.164, e.g. ["+15551234567"]
 handles = []          # chat handles and user ids
 speaker_labels = []   # transcript labels, e.g. ["Speaker 1"]
+region = ""           # your country for phone numbers written without +, e.g. "US"; empty: from phones
 
 [build]
 # One short persona line; {owner} is your first name above.
@@ -207,6 +245,12 @@ trajectory_tags = false       # put the trajectory tag into the system prompt
 formats = ["chatml", "dpo"]   # add "sharegpt" for Unsloth / LLaMA-Factory
 sources = []                  # only these sources; empty means all
 # rejected_model = "mlx-community/Qwen2.5-7B-Instruct-4bit"  # whose answers become DPO `rejected`
+speaker_labels = "names"      # group-chat labels: "names" (a pseudonym where none), or "pseudonyms"
+
+# Names for handles, for every source: a number or address here is labelled by
+# the name instead of a pseudonym.
+[contacts]
+# "+14155550167" = "Lena"
 
 # Defaults for a connector's options, by its name in `etl ingest NAME`; the command
 # line overrides them. `etl ingest NAME --help` lists the options.

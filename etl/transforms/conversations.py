@@ -46,12 +46,14 @@ def assemble_turns(messages: pl.DataFrame, *, gap_hours: float) -> pl.DataFrame:
     than one other person speaks in a conversation, their lines carry the name.
     """
     gap = pl.duration(microseconds=int(gap_hours * 3600 * 1_000_000))
+    # `author`, when given, is the label to show (labels.label_speakers); else the name or handle.
+    given = pl.col("author") if "author" in messages.columns else pl.lit(None, pl.String)
     frame = (
         messages.lazy()
         .with_columns(
             conv_key=pl.col("source") + pl.lit(":") + pl.col("conversation_id"),
             role=pl.when(pl.col("is_owner").fill_null(False)).then(pl.lit("assistant")).otherwise(pl.lit("user")),
-            author=pl.coalesce("sender_name", "sender", pl.lit("someone")),
+            author=pl.coalesce(given, "sender_name", "sender", pl.lit("someone")),
         )
         .sort(["conv_key", "sent_at", "source_id"], nulls_last=True)
         .with_columns(
