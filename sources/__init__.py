@@ -16,6 +16,7 @@ from etl.sources import (  # noqa: E402,F401
     imessage,
     mail,
     messenger,
+    msgvault,
     slack,
     supabase,
     telegram,
