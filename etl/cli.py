@@ -95,11 +95,15 @@ class IngestGroup(click.Group):
     def list_commands(self, ctx):
         from etl.sources import SOURCES
 
-        return sorted(SOURCES)
+        return sorted([*SOURCES, "prose"])
 
     def get_command(self, ctx, name):
         from etl.sources import SOURCES
 
+        if name == "prose":  # documents and paragraphs, not messages: a loader of its own
+            from etl.cli_prose import ingest_prose
+
+            return ingest_prose
         if name not in SOURCES:
             return None
         return _ingest_command(SOURCES[name])
@@ -108,8 +112,8 @@ class IngestGroup(click.Group):
         from etl.sources import SOURCES
 
         name = args[0] if args else None
-        if name and not name.startswith("-") and name not in SOURCES:
-            raise EtlError(f"unknown source {name!r}; available sources: {', '.join(sorted(SOURCES))}")
+        if name and not name.startswith("-") and name not in SOURCES and name != "prose":
+            raise EtlError(f"unknown source {name!r}; available sources: {', '.join(sorted([*SOURCES, 'prose']))}")
         return super().resolve_command(ctx, args)
 
 
@@ -187,9 +191,11 @@ def sources():
     """List the connectors `etl ingest` knows."""
     from etl.sources import SOURCES
 
-    for name in sorted(SOURCES):
-        s = SOURCES[name]
-        click.echo(f"{name:<14} {s.help.splitlines()[0]}")
+    from etl.cli_prose import PROSE_HELP
+
+    lines = {name: SOURCES[name].help.splitlines()[0] for name in SOURCES} | {"prose": PROSE_HELP}
+    for name in sorted(lines):
+        click.echo(f"{name:<14} {lines[name]}")
 
 
 # ----------------------------------------------------------------------------- inspect

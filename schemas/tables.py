@@ -247,6 +247,75 @@ REJECTED_ANSWERS = Table(
     primary_key=("prompt_sha256", "model", "params_sha256"),
 )
 
+DOCUMENTS = Table(
+    "documents",
+    "Long-form writing (books, essays, posts), one row per document as exported.",
+    (
+        Column("document_id", "str", "sha256 of title and paragraphs: the same text lands once", nullable=False),
+        Column("format", "str", "txt | md | html | docx | epub | wordpress | substack | medium", nullable=False),
+        Column("title", "str", ""),
+        Column("author", "str", "who wrote it: the owner unless --author or [sources.prose] says otherwise"),
+        Column("is_owner", "bool", "the corpus owner wrote it; only these are built"),
+        Column("published_at", "ts", "when it was published or created, UTC; NULL when unknown"),
+        Column("location", "str", "file, and the member or item inside it", nullable=False),
+        Column("url", "str", ""),
+        Column("paragraphs", "int", ""),
+        Column("words", "int", "words in all its paragraphs, as exported"),
+        Column("metadata", "json", "what else the format says: the author it names, language, status, …"),
+        Column("ingest_run_id", "str", "the run that landed it", nullable=False),
+    ),
+    primary_key=("document_id",),
+)
+
+PARAGRAPHS = Table(
+    "paragraphs",
+    "The paragraphs of each document in reading order, untouched.",
+    (
+        Column("document_id", "str", "", nullable=False),
+        Column("position", "int", "0-based reading order in the document", nullable=False),
+        Column("kind", "str", "text | heading | caption | footnote | list | quote | preformatted", nullable=False),
+        Column("role", "str", "what the format calls it: epub:type, ARIA role, Word style, class names"),
+        Column("text", "str", "", nullable=False),
+        Column("ingest_run_id", "str", "", nullable=False),
+    ),
+    primary_key=("document_id", "position"),
+)
+
+PROSE_CHUNKS = Table(
+    "prose_chunks",
+    "The chunks of each prose version: whole paragraphs of one document, up to a token target.",
+    (
+        Column("version", "str", "", nullable=False),
+        Column("chunk_id", "str", "sha256 of the chunk's text", nullable=False),
+        Column("document_id", "str", "", nullable=False),
+        Column("split", "str", "train | valid | test (by document)", nullable=False),
+        Column("first_position", "int", "position of its first paragraph"),
+        Column("last_position", "int", "position of its last paragraph"),
+        Column("paragraphs", "int", ""),
+        Column("words", "int", ""),
+        Column("tokens", "int", "in the build's tokenizer, else words"),
+        Column("text", "str", "the styled target: cleaned paragraphs joined by blank lines"),
+        Column("kinds", "str_list", "the pair kinds emitted for it"),
+    ),
+    primary_key=("version", "chunk_id"),
+)
+
+NEUTRAL_REWRITES = Table(
+    "neutral_rewrites",
+    "A base model's plain rewrite of a chunk: the input of the `neutral` pairs.",
+    (
+        Column("chunk_sha256", "str", "", nullable=False),
+        Column("model", "str", "", nullable=False),
+        Column("params_sha256", "str", "hash of the generation parameters and instruction", nullable=False),
+        Column("params", "json", ""),
+        Column("rewrite", "str", "", nullable=False),
+        Column("created_at", "ts", ""),
+    ),
+    primary_key=("chunk_sha256", "model", "params_sha256"),
+)
+
+PROSE_TABLES: tuple[Table, ...] = (DOCUMENTS, PARAGRAPHS, PROSE_CHUNKS, NEUTRAL_REWRITES)
+
 TABLES: tuple[Table, ...] = (
     RAW_MESSAGES,
     INGEST_RUNS,
@@ -257,6 +326,7 @@ TABLES: tuple[Table, ...] = (
     BUILD_DROPS,
     TRAIN_RUNS,
     REJECTED_ANSWERS,
+    *PROSE_TABLES,
 )
 
 

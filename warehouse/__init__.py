@@ -18,7 +18,7 @@ import duckdb
 import polars as pl
 
 from etl.errors import EtlError, WarehouseLocked
-from etl.schemas import TABLES, Table
+from etl.schemas import PROSE_TABLES, TABLES, Table
 
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
 migration = MIGRATIONS.append
@@ -38,6 +38,13 @@ def m002_duplicate_clusters(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("ALTER TABLE build_drops ADD COLUMN IF NOT EXISTS example_id VARCHAR")
     con.execute("ALTER TABLE build_drops ADD COLUMN IF NOT EXISTS text VARCHAR")
     con.execute("ALTER TABLE build_drops ADD COLUMN IF NOT EXISTS similarity DOUBLE")
+
+
+@migration
+def m003_prose(con: duckdb.DuckDBPyConnection) -> None:
+    # Long-form writing lives beside the messages, in tables of its own; nothing existing changes.
+    for table in PROSE_TABLES:
+        con.execute(table.ddl())
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
