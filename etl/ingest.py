@@ -68,6 +68,7 @@ def run_ingest(
                 owner=owner,
                 previous_watermark=_stored_watermark(con, source.name),
                 progress=progress,
+                query=lambda sql, params=(): con.execute(sql, list(params)).fetchall(),
             )
             watermarks: dict[str, Any] = {}
             for batch in source.read(ctx):

@@ -22,6 +22,7 @@ from etl.sources import (  # noqa: E402,F401
     telegram,
     transcript,
     whatsapp,
+    whatsapp_db,
 )
 from etl.sources.base import (
     SOURCES,

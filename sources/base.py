@@ -71,6 +71,9 @@ class SourceContext:
     notes: list[str] = field(default_factory=list)  # shown to the user, kept in ingest_runs
     progress: Callable[[int], None] = lambda n: None  # advance a progress bar by n rows
     files: dict[str, str] = field(default_factory=dict)  # path -> sha256, recorded in the run
+    # Read-only SQL over the warehouse as it was before this run (sql, params) -> rows;
+    # for a connector that must recognise what another one already landed.
+    query: Callable[[str, list], list[tuple]] = lambda sql, params=(): []
 
     def note(self, text: str) -> None:
         self.notes.append(text)
