@@ -28,6 +28,7 @@ import polars as pl
 from etl import __version__
 from etl.config import Config
 from etl.errors import EtlError, VersionExists
+from etl.paths import private_dir
 from etl.schemas import BUILD_DROPS, BUILD_EXAMPLES, BUILDS, SCHEMA_VERSION
 from etl.schemas.records import canonical_json, chat_record, dpo_record, flatten_prompt, prompt_key
 from etl.transforms import conversations, labels
@@ -284,6 +285,7 @@ def build_version(
         rejected, rejected_through = _load_rejected(con, config, rejected_through)
 
         loaded = {"messages": messages.height, "messages_by_source": _count_by(messages, "source")}
+        owned = int(messages["is_owner"].fill_null(False).sum())
         kept, stages, message_drops, redactions = _run_message_stages(messages, config, clock)
         with clock("labels"):
             kept, privacy = _label_speakers(kept, config, redactions)
@@ -332,8 +334,10 @@ def build_version(
         }
         if dry_run:
             return BuildResult(version, None, manifest, dry_run=True, timings=dict(clock))
+        if not examples.height:
+            raise nothing_to_write(manifest, owned)
 
-        datasets.mkdir(parents=True, exist_ok=True)
+        private_dir(datasets)
         _remove_stale_partials(datasets)
         partial = datasets / f".partial-{version}-{os.getpid()}"
         shutil.rmtree(partial, ignore_errors=True)
@@ -359,6 +363,31 @@ def build_version(
         finally:
             shutil.rmtree(partial, ignore_errors=True)
     return BuildResult(version, target, manifest, timings=dict(clock))
+
+
+def nothing_to_write(manifest: dict[str, Any], owned: int) -> EtlError:
+    """Why a build came out empty, as the funnel from messages to examples, in one line."""
+    c = manifest["counts"]
+    version = manifest["version"]
+    if not c["messages"]:
+        chosen = manifest["config"]["build"].get("sources") or []
+        only = f" from {', '.join(chosen)}" if chosen else ""
+        return EtlError(f"{version}: no examples, nothing written: the warehouse holds no messages{only}; "
+                        "land some with `etl ingest`")
+    dropped: dict[str, int] = {}
+    for stage in c["stages"]:
+        for reason, n in stage["dropped"].items():
+            dropped[f"{stage['stage']}:{reason}"] = n
+    top = ", ".join(f"{r} {n:,}" for r, n in sorted(dropped.items(), key=lambda p: -p[1])[:3])
+    funnel = (
+        f"{c['messages']:,} messages ({owned:,} yours) → {c['messages_kept']:,} kept → {c['turns']:,} turns → "
+        f"{c['examples']['candidates']:,} candidate replies → 0 examples"
+    )
+    hint = (
+        "none is marked as yours: put your names, addresses or handles under [owner] in corpus.toml"
+        if not owned else f"most dropped: {top}" if top else "no reply of yours follows a message from someone else"
+    )
+    return EtlError(f"{version}: no examples, nothing written: {funnel}; {hint}")
 
 
 def _check_version_name(version: str) -> None:

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import click
 
 from etl import __version__
-from etl.errors import EtlError
-from etl.paths import default_datasets, default_warehouse
+from etl.errors import LINE_LIMIT, EtlError, one_line
+from etl.paths import default_datasets, default_warehouse, owner_only
 
 
 class EtlGroup(click.Group):
@@ -19,9 +19,11 @@ class EtlGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            # Everything etl writes (and what DuckDB and the trainer write for it) is owner-only.
+            with owner_only():
+                return super().invoke(ctx)
         except EtlError as error:
-            click.echo(f"etl: error: {error}", err=True)
+            click.echo(_error_line("etl: error: ", error), err=True)
             ctx.exit(error.exit_code)
         except KeyboardInterrupt:
             click.echo("etl: interrupted; nothing was written", err=True)
@@ -31,12 +33,15 @@ class EtlGroup(click.Group):
         except Exception as error:  # noqa: BLE001 (the edge where bugs become one line)
             if getattr(sys, "_called_from_test", False) or os.environ.get("ETL_RAISE_ERRORS"):
                 raise
-            click.echo(
-                f"etl: unexpected error: {type(error).__name__}: {error} "
-                "(set ETL_RAISE_ERRORS=1 to see the traceback)",
-                err=True,
-            )
+            hint = " (set ETL_RAISE_ERRORS=1 to see the traceback)"
+            line = _error_line("etl: unexpected error: ", f"{type(error).__name__}: {error}", len(hint))
+            click.echo(line + hint, err=True)
             ctx.exit(1)
+
+
+def _error_line(prefix: str, message: object, reserved: int = 0) -> str:
+    """One line of at most LINE_LIMIT characters, whatever the message quotes or spans."""
+    return prefix + one_line(message, LINE_LIMIT - len(prefix) - reserved)
 
 
 @click.group(cls=EtlGroup)
@@ -281,7 +286,9 @@ def build(obj, version, dry_run, sources_, timings, **overrides):
     """
     from etl.build import build_version
     from etl.progress import stages
+    from etl.warehouse import require_warehouse
 
+    require_warehouse(obj.warehouse)
     config = _config(obj).with_build(sources=tuple(sources_) or None, **overrides)
     with stages(f"building {version}"):
         result = build_version(obj.warehouse, obj.datasets, version, config, dry_run=dry_run)
@@ -298,7 +305,9 @@ def build(obj, version, dry_run, sources_, timings, **overrides):
 def verify(obj, version, rebuild):
     """Check every file of VERSION against its SHA256SUMS and manifest."""
     from etl.versions import rebuild_and_compare, verify_version
+    from etl.warehouse import require_warehouse
 
+    require_warehouse(obj.warehouse)
     manifest = verify_version(obj.datasets / version)
     click.echo(f"{version}: every file matches (dataset sha256 {manifest['dataset_sha256']})")
     if rebuild:
@@ -372,4 +381,5 @@ cli.add_command(train)
 
 
 def main() -> None:
+    os.umask(0o077)  # the whole process, children included: nothing etl writes is readable by others
     cli(prog_name="etl")

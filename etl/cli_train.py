@@ -112,7 +112,9 @@ def dpo(obj, **options):
 
 def _train(obj, mode, version, preset, model, iters, learning_rate, batch_size, adapter_path, settings, dry_run):
     from etl.train import presets, require, runs
+    from etl.warehouse import require_warehouse
 
+    require_warehouse(obj.warehouse)  # before anything is planned or written: a typo creates nothing
     overrides = presets.parse_set(settings)
     overrides.update(model=model, iters=iters, learning_rate=learning_rate, batch_size=batch_size)
     plan = runs.plan_run(mode, _version_dir(obj, version), preset, overrides, adapter_path)
@@ -175,7 +177,9 @@ def rejected(obj, version, model, limit, max_tokens, temperature, batch_size, fr
         etl train rejected --from-jsonl answers.jsonl --model gpt-4o
     """
     from etl.train import rejected as base_answers
+    from etl.warehouse import require_warehouse
 
+    require_warehouse(obj.warehouse)
     if from_jsonl:
         stored, present = base_answers.import_jsonl(obj.warehouse, from_jsonl, model)
         click.echo(f"imported {stored} answers from {from_jsonl} ({present} were already stored)")

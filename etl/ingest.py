@@ -59,62 +59,55 @@ def run_ingest(
     run_id = f"{source.name}-{_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     result = IngestResult(run_id=run_id, source=source.name)
     started = _now()
-    existed = warehouse.exists()
-    try:
-        with open_warehouse(warehouse) as con, transaction(con):
-            ctx = SourceContext(
-                paths=paths,
-                options=options,
-                owner=owner,
-                previous_watermark=_stored_watermark(con, source.name),
-                progress=progress,
-                query=lambda sql, params=(): con.execute(sql, list(params)).fetchall(),
+    # A first run that fails removes the warehouse it created (open_warehouse does).
+    with open_warehouse(warehouse, create=True) as con, transaction(con):
+        ctx = SourceContext(
+            paths=paths,
+            options=options,
+            owner=owner,
+            previous_watermark=_stored_watermark(con, source.name),
+            progress=progress,
+            query=lambda sql, params=(): con.execute(sql, list(params)).fetchall(),
+        )
+        watermarks: dict[str, Any] = {}
+        for batch in source.read(ctx):
+            rows = batch.rows.with_columns(source=pl.lit(source.name), ingest_run_id=pl.lit(run_id))
+            new = insert_frame(con, RAW_MESSAGES, rows, ignore_existing=True)
+            # A connector may read more than it lands (events with no message) or land
+            # several rows from one record (a session event with several blocks).
+            result.seen += max(batch.seen or 0, rows.height + len(batch.quarantined))
+            result.new += new
+            result.unchanged += rows.height - new
+            if batch.quarantined:
+                result.quarantined += len(batch.quarantined)
+                insert_frame(con, QUARANTINE, _quarantine_frame(run_id, source.name, batch.quarantined))
+            if batch.stream is not None and batch.watermark is not None:
+                watermarks[batch.stream] = batch.watermark
+        for stream, value in watermarks.items():
+            con.execute(
+                "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
+                [source.name, stream, canonical_json(value), run_id],
             )
-            watermarks: dict[str, Any] = {}
-            for batch in source.read(ctx):
-                rows = batch.rows.with_columns(source=pl.lit(source.name), ingest_run_id=pl.lit(run_id))
-                new = insert_frame(con, RAW_MESSAGES, rows, ignore_existing=True)
-                # A connector may read more than it lands (events with no message) or land
-                # several rows from one record (a session event with several blocks).
-                result.seen += max(batch.seen or 0, rows.height + len(batch.quarantined))
-                result.new += new
-                result.unchanged += rows.height - new
-                if batch.quarantined:
-                    result.quarantined += len(batch.quarantined)
-                    insert_frame(con, QUARANTINE, _quarantine_frame(run_id, source.name, batch.quarantined))
-                if batch.stream is not None and batch.watermark is not None:
-                    watermarks[batch.stream] = batch.watermark
-            for stream, value in watermarks.items():
-                con.execute(
-                    "INSERT OR REPLACE INTO watermarks VALUES (?, ?, ?, ?)",
-                    [source.name, stream, canonical_json(value), run_id],
-                )
-            result.notes = list(ctx.notes)
-            run = {
-                "run_id": run_id,
-                "source": source.name,
-                "source_version": source.version,
-                "schema_version": SCHEMA_VERSION,
-                "paths": [str(p) for p in paths],
-                "file_sha256": canonical_json(ctx.files),
-                "options": canonical_json(_public_options(source, options)),
-                "started_at": started,
-                "finished_at": _now(),
-                "status": "ok",
-                "seen": result.seen,
-                "new": result.new,
-                "unchanged": result.unchanged,
-                "quarantined": result.quarantined,
-                "watermarks": canonical_json(watermarks),
-                "notes": result.notes,
-            }
-            insert_frame(con, INGEST_RUNS, pl.DataFrame([run], schema=INGEST_RUNS.polars_schema()))
-    except BaseException:
-        # A first run that failed leaves no empty warehouse behind.
-        if not existed:
-            for leftover in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
-                leftover.unlink(missing_ok=True)
-        raise
+        result.notes = list(ctx.notes)
+        run = {
+            "run_id": run_id,
+            "source": source.name,
+            "source_version": source.version,
+            "schema_version": SCHEMA_VERSION,
+            "paths": [str(p) for p in paths],
+            "file_sha256": canonical_json(ctx.files),
+            "options": canonical_json(_public_options(source, options)),
+            "started_at": started,
+            "finished_at": _now(),
+            "status": "ok",
+            "seen": result.seen,
+            "new": result.new,
+            "unchanged": result.unchanged,
+            "quarantined": result.quarantined,
+            "watermarks": canonical_json(watermarks),
+            "notes": result.notes,
+        }
+        insert_frame(con, INGEST_RUNS, pl.DataFrame([run], schema=INGEST_RUNS.polars_schema()))
     return result
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from etl.errors import EtlError
+from etl.errors import EtlError, one_line
 from etl.warehouse import open_warehouse
 
 TABLE_ROWS = 1000
@@ -45,13 +45,13 @@ def _execute(con: duckdb.DuckDBPyConnection, query: str) -> pl.DataFrame | None:
     try:
         relation = con.sql(query)
     except duckdb.Error as error:
-        raise EtlError(f"SQL error: {str(error).splitlines()[0]}") from None
+        raise EtlError(f"SQL error: {one_line(error)}") from None
     if relation is None:
         return None
     try:
         return relation.pl()
     except duckdb.Error as error:
-        raise EtlError(f"SQL error: {str(error).splitlines()[0]}") from None
+        raise EtlError(f"SQL error: {one_line(error)}") from None
 
 
 def run_query(warehouse: Path, query: str, fmt: str, output: Path | None) -> None:

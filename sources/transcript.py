@@ -62,6 +62,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
+from etl.errors import quote
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.archive import InputFile, input_files
@@ -381,7 +382,7 @@ def _parse_subtitles(text: str, fmt: str) -> Transcript:
                 BadCue(
                     item.index,
                     item.line,
-                    f"timing {item.raw_timing.strip()!r} cannot be read; expected {expected_timing}",
+                    f"timing {quote(item.raw_timing.strip())} cannot be read; expected {expected_timing}",
                     "\n".join([item.raw_timing, *item.lines]),
                 )
             )
@@ -629,7 +630,7 @@ def _parse_text(text: str) -> Transcript:
                 BadCue(
                     position + 1,
                     c.number + 1,
-                    f"time {c.ts!r} cannot be read; expected H:MM:SS or MM:SS",
+                    f"time {quote(c.ts)} cannot be read; expected H:MM:SS or MM:SS",
                     "\n".join(lines[c.number : end]).strip(),
                 )
             )

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from etl.build import build_version
 from etl.cli import cli
 from etl.config import Config, Owner
-from etl.errors import VerificationFailed, VersionExists
+from etl.errors import EtlError, VerificationFailed, VersionExists
 from etl.versions import verify_version
 from etl.warehouse import open_warehouse
 from factories import dialogue, land, message
@@ -256,7 +256,8 @@ def test_owner_named_in_the_config_after_ingest_still_counts(tmp_path):
     ]
     warehouse = tmp_path / "w.duckdb"
     land(warehouse, rows)
-    unknown = build_version(warehouse, tmp_path / "d", "v1", Config())
+    with pytest.raises(EtlError, match=r"v1: no examples, nothing written: 2 messages \(0 yours\).*under \[owner\]"):
+        build_version(warehouse, tmp_path / "d", "v1", Config())
+    assert not (tmp_path / "d").exists()
     named = build_version(warehouse, tmp_path / "d", "v2", Config(owner=Owner(names=("sam rivera",))))
-    assert unknown.manifest["counts"]["examples"]["kept"] == 0
     assert named.manifest["counts"]["examples"]["kept"] == 1

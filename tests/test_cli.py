@@ -163,3 +163,70 @@ def test_shell_answers_queries_until_quit(run):
     assert result.exit_code == 0, result.output
     assert "│ 1   │" in result.output or "│ 1 │" in result.output
     assert "SQL error" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["build", "--version", "v1"],
+        ["build", "--version", "v1", "--dry-run"],
+        ["status"],
+        ["sql", "select 1"],
+        ["shell", "--write"],
+        ["verify", "v1"],
+        ["diff", "v1", "v2"],
+        ["report", "v1"],
+        ["train", "sft", "--version", "v1", "--dry-run"],
+        ["train", "dpo", "--version", "v1"],
+        ["train", "rejected", "--version", "v1", "--model", "m"],
+        ["train", "rejected", "--from-jsonl", "answers.jsonl", "--model", "m"],
+    ],
+    ids=lambda args: " ".join(args[:2]),
+)
+def test_a_mistyped_warehouse_is_refused_and_never_created(tmp_path, args):
+    # Only `etl ingest` creates a warehouse: a typo elsewhere must not leave an empty one behind.
+    typo = tmp_path / "wharehouse.duckdb"
+    datasets = tmp_path / "datasets"
+    (datasets / "v1").mkdir(parents=True)  # a version folder exists: the warehouse is still needed
+    result = CliRunner().invoke(cli, ["--warehouse", str(typo), "--datasets", str(datasets), *args], input=".quit\n")
+    _one_line_error(result, f"no warehouse at {typo}", "etl ingest")
+    assert not typo.exists() and not typo.with_name(typo.name + ".wal").exists()
+
+
+def test_an_empty_file_left_by_a_killed_first_run_is_no_warehouse(run):
+    run.warehouse.write_bytes(b"")
+    _one_line_error(run("status"), "no warehouse at")
+    from etl.demo import samples
+
+    assert run("ingest", "imessage", "--db", str(samples() / "chat.db")).exit_code == 0
+    assert run("status").exit_code == 0
+
+
+def test_a_sql_error_keeps_its_first_line_and_where(run):
+    land(run.warehouse, dialogue("c", [(False, "hello there friend")]))
+    result = run("sql", "selec nope from messages")
+    _one_line_error(result, "SQL error", "LINE 1:")
+
+
+def test_an_error_quoting_a_huge_line_stays_short(run, tmp_path):
+    transcript = tmp_path / "talk.srt"
+    transcript.write_text("1\n" + "00:00:0x --> " + "9" * 1_000_000 + "\nhello\n", encoding="utf-8")
+    result = run("ingest", "transcript", str(transcript))
+    _one_line_error(result, str(transcript))
+    assert len(result.output.strip()) <= 300
+    assert "9" * 121 not in result.output
+
+
+def test_unexpected_errors_are_one_short_line(run, monkeypatch):
+    import etl.inspect
+
+    def explode(*args, **kwargs):
+        raise ValueError("first line " + "x" * 5000 + "\nsecond line\nthird")
+
+    monkeypatch.setattr(etl.inspect, "status_report", explode)
+    monkeypatch.setattr(sys, "_called_from_test", False)
+    result = run("status")
+    assert result.exit_code == 1
+    [line] = result.output.splitlines()
+    assert line.startswith("etl: unexpected error: ValueError: first line xxx") and len(line) <= 300
+    assert "second line" not in line and "ETL_RAISE_ERRORS" in line

@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 
 from etl.errors import EtlError
-from etl.paths import etl_home
+from etl.paths import etl_home, owner_only
 from etl.schemas import TRAIN_RUNS
 from etl.schemas.records import canonical_json
 from etl.train import mlx_config, presets, runner
@@ -133,6 +133,11 @@ def _step_notes(config: dict[str, Any]) -> list[str]:
 
 def execute(plan: Plan, warehouse: Path, echo: Callable[[str], None] | None = None) -> runner.RunResult:
     """Write the config, record the start, run the trainer, record how it ended."""
+    with owner_only():  # the run folder, and the adapters the trainer writes into it
+        return _execute(plan, warehouse, echo)
+
+
+def _execute(plan: Plan, warehouse: Path, echo: Callable[[str], None] | None) -> runner.RunResult:
     started = _now()
     # First, so a warehouse in use by another process stops the run before anything is written.
     _record_start(warehouse, plan, started)

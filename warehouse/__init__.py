@@ -1,6 +1,6 @@
 """The DuckDB warehouse: one file holding raw messages, runs, builds and their records.
 
-`open_warehouse()` creates the file when needed (owner-only permissions), applies
+`open_warehouse(create=True)` creates the file when needed (owner-only), applies
 the ordered migrations, pins UTC and refreshes the inspection views. DuckDB lets
 one process write at a time; a second writer gets `WarehouseLocked`, one line.
 """
@@ -8,6 +8,7 @@ one process write at a time; a second writer gets `WarehouseLocked`, one line.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import duckdb
 import polars as pl
 
 from etl.errors import EtlError, WarehouseLocked
+from etl.paths import owner_only
 from etl.schemas import PROSE_TABLES, TABLES, Table
 
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
@@ -87,11 +89,51 @@ def _friendly(error: duckdb.Error, path: Path) -> EtlError:
     return EtlError(f"cannot open the warehouse at {path}: {text.splitlines()[0]}")
 
 
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    if read_only and not path.exists():
-        raise EtlError(f"no warehouse at {path}; land some messages first with `etl ingest`")
-    created = not path.exists()
-    if created and not read_only:
+def missing_warehouse(path: Path) -> EtlError:
+    return EtlError(f"no warehouse at {path}; land some messages first with `etl ingest`")
+
+
+def require_warehouse(path: Path) -> Path:
+    """`path` if a warehouse is there; else the one-line error every command but ingest gives."""
+    if not _exists(Path(path)):
+        raise missing_warehouse(path)
+    return Path(path)
+
+
+def _exists(path: Path) -> bool:
+    # A file DuckDB never wrote a header to (its creator was killed at once) holds nothing.
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def _creation_lock(folder: Path) -> Iterator[None]:
+    """Opening (and so creating) a warehouse, one etl process at a time per folder.
+
+    DuckDB creates the file, then locks it: without this, a second first run can open
+    the file in between and both fail. Held only while connecting, and while a failed
+    first run removes what it created, so nobody can create a new warehouse at the same
+    path in that moment.
+    """
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        yield  # a folder we cannot open: DuckDB will say what is wrong
+        return
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def _connect(path: Path, read_only: bool, create: bool) -> tuple[duckdb.DuckDBPyConnection, bool]:
+    """A connection, and whether this call created the warehouse file."""
+    if not create and not _exists(path):
+        raise missing_warehouse(path)
+    if create:
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         except OSError as error:
@@ -99,32 +141,55 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
                 f"cannot create the warehouse folder {path.parent}: {error.strerror}; "
                 "choose another place with --warehouse or ETL_WAREHOUSE"
             ) from None
-    # The warehouse holds private history: files are created readable by the owner only.
-    old_umask = os.umask(0o077)
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.Error as error:
-        raise _friendly(error, path) from None
-    finally:
-        os.umask(old_umask)
+    with _creation_lock(path.parent):
+        if create and path.exists() and not _exists(path):
+            # Under the lock nobody is creating it: an empty file is a killed creator's.
+            path.unlink()
+        created = create and not path.exists()
+        try:
+            con = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.Error as error:
+            raise _friendly(error, path) from None
     if created:
         os.chmod(path, 0o600)
-    return con
+    return con, created
+
+
+def _discard(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Remove the warehouse this process created, while it still holds it."""
+    with _creation_lock(path.parent):
+        for leftover in (path, path.with_name(path.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+        con.close()
 
 
 @contextlib.contextmanager
-def open_warehouse(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection to the warehouse at `path`, migrated and with views, closed on exit."""
+def open_warehouse(
+    path: Path, read_only: bool = False, *, create: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection to the warehouse at `path`, migrated and with views, closed on exit.
+
+    Only `create=True` (what `etl ingest` asks) makes a warehouse where there is none;
+    otherwise a missing one is one line of error. A warehouse created here and left by
+    an error is removed again: a failed first run leaves nothing behind.
+    """
     path = Path(path)
-    con = _connect(path, read_only)
-    try:
-        con.execute("SET TimeZone = 'UTC'")
-        if not read_only:
-            _migrate(con)
-            _apply_views(con)
-        yield con
-    finally:
-        con.close()
+    # The warehouse holds private history, and DuckDB creates its WAL and spill folder
+    # while the connection is open: everything it makes is owner-only.
+    with owner_only():
+        con, created = _connect(path, read_only, create)
+        try:
+            con.execute("SET TimeZone = 'UTC'")
+            if not read_only:
+                _migrate(con)
+                _apply_views(con)
+            yield con
+        except BaseException:
+            if created:
+                _discard(con, path)
+            raise
+        finally:
+            con.close()
 
 
 @contextlib.contextmanager

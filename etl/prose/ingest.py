@@ -94,37 +94,31 @@ def run_prose_ingest(
              "ingest_run_id": run_id}
             for i, p in enumerate(doc.paragraphs)
         ]
-    existed = warehouse.exists()
-    try:
-        with open_warehouse(warehouse) as con, transaction(con):
-            documents = pl.DataFrame(doc_rows, schema=DOCUMENTS.polars_schema())
-            paragraphs = pl.DataFrame(para_rows, schema=PARAGRAPHS.polars_schema())
-            known = {d for (d,) in con.execute("SELECT document_id FROM documents").fetchall()}
-            documents = documents.filter(~pl.col("document_id").is_in(list(known)))
-            paragraphs = paragraphs.filter(~pl.col("document_id").is_in(list(known)))
-            result.new = insert_frame(con, DOCUMENTS, documents)
-            result.paragraphs = insert_frame(con, PARAGRAPHS, paragraphs)
-            result.seen = len(docs) + len(quarantined)
-            result.unchanged = len(docs) - result.new
-            result.quarantined = len(quarantined)
-            result.formats = dict(sorted(documents["format"].value_counts().iter_rows())) if documents.height else {}
-            if quarantined:
-                insert_frame(con, QUARANTINE, _quarantine_frame(run_id, SOURCE, quarantined))
-            result.notes = list(ctx.notes)
-            run = {
-                "run_id": run_id, "source": SOURCE, "source_version": reader.VERSION,
-                "schema_version": SCHEMA_VERSION, "paths": [str(p) for p in paths],
-                "file_sha256": canonical_json(ctx.files), "options": canonical_json(_options(author)),
-                "started_at": started, "finished_at": now(), "status": "ok", "seen": result.seen,
-                "new": result.new, "unchanged": result.unchanged, "quarantined": result.quarantined,
-                "watermarks": canonical_json({}), "notes": result.notes,
-            }
-            insert_frame(con, INGEST_RUNS, pl.DataFrame([run], schema=INGEST_RUNS.polars_schema()))
-    except BaseException:
-        if not existed:
-            for leftover in (warehouse, warehouse.with_name(warehouse.name + ".wal")):
-                leftover.unlink(missing_ok=True)
-        raise
+    # A first run that fails removes the warehouse it created (open_warehouse does).
+    with open_warehouse(warehouse, create=True) as con, transaction(con):
+        documents = pl.DataFrame(doc_rows, schema=DOCUMENTS.polars_schema())
+        paragraphs = pl.DataFrame(para_rows, schema=PARAGRAPHS.polars_schema())
+        known = {d for (d,) in con.execute("SELECT document_id FROM documents").fetchall()}
+        documents = documents.filter(~pl.col("document_id").is_in(list(known)))
+        paragraphs = paragraphs.filter(~pl.col("document_id").is_in(list(known)))
+        result.new = insert_frame(con, DOCUMENTS, documents)
+        result.paragraphs = insert_frame(con, PARAGRAPHS, paragraphs)
+        result.seen = len(docs) + len(quarantined)
+        result.unchanged = len(docs) - result.new
+        result.quarantined = len(quarantined)
+        result.formats = dict(sorted(documents["format"].value_counts().iter_rows())) if documents.height else {}
+        if quarantined:
+            insert_frame(con, QUARANTINE, _quarantine_frame(run_id, SOURCE, quarantined))
+        result.notes = list(ctx.notes)
+        run = {
+            "run_id": run_id, "source": SOURCE, "source_version": reader.VERSION,
+            "schema_version": SCHEMA_VERSION, "paths": [str(p) for p in paths],
+            "file_sha256": canonical_json(ctx.files), "options": canonical_json(_options(author)),
+            "started_at": started, "finished_at": now(), "status": "ok", "seen": result.seen,
+            "new": result.new, "unchanged": result.unchanged, "quarantined": result.quarantined,
+            "watermarks": canonical_json({}), "notes": result.notes,
+        }
+        insert_frame(con, INGEST_RUNS, pl.DataFrame([run], schema=INGEST_RUNS.polars_schema()))
     return result
 
 
