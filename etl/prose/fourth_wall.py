@@ -108,8 +108,11 @@ def _tokens(names: str) -> str:
 
 
 def unwrap(lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Undo hard wrapping: a word hyphenated at a line end is joined, other breaks become spaces."""
-    keep = pl.col("kind") == "preformatted"
+    """Undo hard wrapping: a word hyphenated at a line end is joined, other breaks become spaces.
+
+    Preformatted text, and rows already dropped (kept as they were, for the record), are left alone.
+    """
+    keep = (pl.col("kind") == "preformatted") | pl.col("drop_reason").is_not_null()
     text = (
         pl.col("text")
         .str.replace_all(r"(\p{Ll})-\n[ \t]*(\p{Ll})", "${1}${2}")
