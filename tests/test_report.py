@@ -18,6 +18,7 @@ from etl.build import build_version
 from etl.cli import cli
 from etl.config import Config, Owner
 from etl.demo import run_demo
+from etl.errors import EtlError
 from etl.report import write_comparison, write_report
 from etl.warehouse import open_warehouse
 from factories import dialogue, land, message
@@ -298,17 +299,15 @@ def test_report_files_are_private(reported):
 # ----------------------------------------------------------------------------- edge cases
 
 
-def test_a_version_with_no_examples_still_reports(tmp_path):
+def test_a_build_with_no_examples_writes_no_version_to_report(tmp_path):
+    # Such a build fails with its funnel instead (tests/test_build.py); the report names the gap.
     warehouse, datasets = tmp_path / "w.duckdb", tmp_path / "datasets"
     land(warehouse, dialogue("c", [(False, "hello there, anyone around?"), (False, "guess not, talk later then")]))
-    build(warehouse, datasets, "v1")
-    soup, data = read_page(write_report(warehouse, datasets, "v1"))
-    assert data["overview"]["examples"] == 0
-    assert data["funnel"]["mismatches"] == []
-    assert {r["step"]: number(r["total"]) for r in table(soup, "funnel")}["messages loaded"] == 2
-    assert data["samples"]["train"]["shown"] == []
-    assert data["lengths"]["chars"]["replies"]["after"]["n"] == 0
-    assert "no examples in this version" in soup.get_text()
+    with pytest.raises(EtlError, match="v1: no examples, nothing written: 2 messages"):
+        build(warehouse, datasets, "v1")
+    with pytest.raises(EtlError, match="v1"):
+        write_report(warehouse, datasets, "v1")
+    assert not datasets.exists() and not (tmp_path / "reports").exists()
 
 
 def test_a_single_source_version_reports(tmp_path):
