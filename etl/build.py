@@ -29,12 +29,13 @@ from etl import __version__
 from etl.config import Config
 from etl.errors import EtlError, VersionExists
 from etl.paths import private_dir
-from etl.schemas import BUILD_DROPS, BUILD_EXAMPLES, BUILDS, SCHEMA_VERSION
+from etl.schemas import BUILD_CUTS, BUILD_DROPS, BUILD_EXAMPLES, BUILDS, SCHEMA_VERSION
 from etl.schemas.records import canonical_json, chat_record, dpo_record, flatten_prompt, prompt_key
 from etl.transforms import conversations, labels
 from etl.transforms.dedup import DedupConfig, deduplicate
 from etl.transforms.redact import redact_secrets, redact_str
-from etl.transforms.text import drop_meta_messages, normalise_text, strip_quotes_and_signatures
+from etl.transforms.replies import cut_records, strip_replies
+from etl.transforms.text import drop_meta_messages, normalise_text
 from etl.transforms.trajectory import TRAJECTORY_VERSION, add_trajectory, trajectory_tag
 from etl.versions import dataset_sha256, sha256_file, write_manifest_and_sums
 from etl.warehouse import insert_frame, open_warehouse, query_frame, transaction
@@ -91,7 +92,7 @@ def message_stages(config: Config) -> list[MessageStage]:
     pii = config.build.redact_pii
     return [
         ("normalise", normalise_text),
-        ("strip", strip_quotes_and_signatures),
+        ("strip", strip_replies),
         ("meta", drop_meta_messages),
         ("redact", lambda lf: redact_secrets(lf, pii=pii)),
     ]
@@ -116,10 +117,12 @@ def _load_messages(con, config: Config, run_ids: list[str] | None) -> pl.DataFra
 
 def _run_message_stages(messages: pl.DataFrame, config: Config, clock: _Clock):
     kept = messages.with_columns(drop_reason=pl.lit(None, pl.String))
-    stages, drops = [], []
+    stages, drops, cuts = [], [], None
     for name, transform in message_stages(config):
         with clock(name):
             out = transform(kept.lazy()).collect()
+        if name == "strip":
+            cuts = cut_records(out)
         newly = out.filter(pl.col("drop_reason").is_not_null())
         stages.append(_stage_counts(name, kept.height, newly["drop_reason"]))
         drops.append(
@@ -135,7 +138,7 @@ def _run_message_stages(messages: pl.DataFrame, config: Config, clock: _Clock):
             )
         )
         kept = out.filter(pl.col("drop_reason").is_null())
-    return kept, stages, pl.concat(drops), _redaction_counts(kept)
+    return kept, stages, pl.concat(drops), _redaction_counts(kept), cuts
 
 
 def _stage_counts(name: str, before: int, reasons: pl.Series) -> dict[str, Any]:
@@ -286,7 +289,7 @@ def build_version(
 
         loaded = {"messages": messages.height, "messages_by_source": _count_by(messages, "source")}
         owned = int(messages["is_owner"].fill_null(False).sum())
-        kept, stages, message_drops, redactions = _run_message_stages(messages, config, clock)
+        kept, stages, message_drops, redactions, cuts = _run_message_stages(messages, config, clock)
         with clock("labels"):
             kept, privacy = _label_speakers(kept, config, redactions)
         n_kept = kept.height
@@ -352,7 +355,7 @@ def build_version(
                 # Rows first, then the folder appears: a build killed between the two leaves
                 # rows without a folder, which the next build of this version removes.
                 with clock("record"), transaction(con):
-                    _record(con, version, target, manifest, examples, message_drops, example_drops)
+                    _record(con, version, target, manifest, examples, message_drops, example_drops, cuts)
                 try:
                     os.rename(partial, target)
                 except OSError:
@@ -410,7 +413,7 @@ def _forget_unfinished(con, version: str, target: Path) -> None:
     """Rows of a version whose folder never appeared (the build was killed) are dropped."""
     if not target.exists():
         with transaction(con):
-            for table in ("builds", "build_examples", "build_drops"):
+            for table in ("builds", "build_examples", "build_drops", "build_cuts"):
                 con.execute(f"DELETE FROM {table} WHERE version = ?", [version])
 
 
@@ -516,7 +519,7 @@ def _write_files(folder: Path, files: dict[str, list[str]]) -> dict[str, dict[st
     return written
 
 
-def _record(con, version, target, manifest, examples, message_drops, example_drops) -> None:
+def _record(con, version, target, manifest, examples, message_drops, example_drops, cuts=None) -> None:
     built = {
         "version": version,
         "built_at": datetime.now(UTC),
@@ -534,6 +537,8 @@ def _record(con, version, target, manifest, examples, message_drops, example_dro
     con.execute("SET force_compression = 'zstd'")
     try:
         _record_rows(con, version, examples, message_drops, example_drops)
+        if cuts is not None:
+            insert_frame(con, BUILD_CUTS, cuts.with_columns(version=pl.lit(version)).select(BUILD_CUTS.column_names))
     finally:
         con.execute("RESET force_compression")
 

@@ -5,6 +5,7 @@ written by hand a second time. `SCHEMA_VERSION` goes into every manifest.
 """
 
 from etl.schemas.tables import (
+    BUILD_CUTS,
     BUILD_DROPS,
     BUILD_EXAMPLES,
     BUILDS,
@@ -28,6 +29,7 @@ from etl.schemas.tables import (
 )
 
 __all__ = [
+    "BUILD_CUTS",
     "BUILD_DROPS",
     "BUILD_EXAMPLES",
     "BUILDS",

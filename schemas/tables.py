@@ -213,6 +213,19 @@ BUILD_DROPS = Table(
     ),
 )
 
+BUILD_CUTS = Table(
+    "build_cuts",
+    "Every message a version kept but cut: quoted history, client boilerplate, list footers.",
+    (
+        Column("version", "str", "", nullable=False),
+        Column("source", "str", ""),
+        Column("message_id", "str", "source_id of the message"),
+        Column("reason", "str", "the first cut, e.g. quote_header:reply, signature:mobile, footer:mailing_list", nullable=False),
+        Column("reasons", "str", "every cut, comma-separated, in order"),
+        Column("chars", "int", "characters cut from the message", nullable=False),
+    ),
+)
+
 TRAIN_RUNS = Table(
     "train_runs",
     "Every `etl train` run: what was trained on what, and how it ended.",
@@ -324,6 +337,7 @@ TABLES: tuple[Table, ...] = (
     BUILDS,
     BUILD_EXAMPLES,
     BUILD_DROPS,
+    BUILD_CUTS,
     TRAIN_RUNS,
     REJECTED_ANSWERS,
     *PROSE_TABLES,

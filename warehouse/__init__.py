@@ -20,7 +20,7 @@ import polars as pl
 
 from etl.errors import EtlError, WarehouseLocked
 from etl.paths import owner_only
-from etl.schemas import PROSE_TABLES, TABLES, Table
+from etl.schemas import BUILD_CUTS, PROSE_TABLES, TABLES, Table
 
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
 migration = MIGRATIONS.append
@@ -47,6 +47,12 @@ def m003_prose(con: duckdb.DuckDBPyConnection) -> None:
     # Long-form writing lives beside the messages, in tables of its own; nothing existing changes.
     for table in PROSE_TABLES:
         con.execute(table.ddl())
+
+
+@migration
+def m004_build_cuts(con: duckdb.DuckDBPyConnection) -> None:
+    # What the strip stage cut from each kept message, and why.
+    con.execute(BUILD_CUTS.ddl())
 
 
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
