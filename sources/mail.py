@@ -43,7 +43,7 @@ from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.archive import InputFile, input_files
 from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
-from etl.transforms.text import html_reply_text
+from etl.transforms.html_quotes import html_mail_text
 
 NAME = "email"
 BATCH_ROWS = 2_000
@@ -582,6 +582,18 @@ def strip_name_signature(text: str, name: str | None) -> tuple[str, int]:
     return kept, len(text) - len(kept)
 
 
+def _trailing_quote(text: str) -> tuple[str, str]:
+    """(the text above, the quote under it): an HTML mail's quote lands as trailing "> "
+    lines, and the sender's signature sits above it."""
+    lines = text.split("\n")
+    k = len(lines)
+    while k and (not lines[k - 1].strip() or lines[k - 1].startswith(">")):
+        k -= 1
+    if not any(line.startswith(">") for line in lines[k:]):
+        return text, ""
+    return "\n".join(lines[:k]), "\n".join(lines[k:]).strip("\n")
+
+
 def _gmail_labels(value: str | None) -> list[str]:
     if not value:
         return []
@@ -823,8 +835,10 @@ class MailReader:
         if defects:
             metadata["mime_defects"] = defects
         if text and sender_name:
-            text, signature = strip_name_signature(text, sender_name)
+            above, quote = _trailing_quote(text)
+            above, signature = strip_name_signature(above, sender_name)
             if signature:
+                text = above + ("\n\n" + quote if quote else "")
                 metadata["signature_chars"] = signature
 
         reason = None if is_owner else automated_by(headers, sender, labels, message.get_content_type())
@@ -869,7 +883,7 @@ class MailReader:
         text = "\n".join(t for t, _ in decoded)
         if kind == "html":
             try:
-                text, quoted = html_reply_text(text)
+                text, quoted = html_mail_text(text)  # the quote is marked; the build cuts it
             except RecursionError:  # absurdly deep nesting: keep the words, lose the layout
                 text, quoted = re.sub(r"<[^>]*>", " ", text), 0
                 metadata["html_error"] = "nested too deeply to convert; tags removed"

@@ -33,13 +33,9 @@ from etl.config import Owner
 from etl.ingest import run_ingest
 from etl.schemas.tables import RAW_MESSAGES
 from etl.sources import SourceContext, SourceError, get_source, mail
-from etl.transforms.text import (
-    html_reply_text,
-    html_to_text,
-    strip_html_quote,
-    strip_quotes_and_signatures,
-    strip_reply_str,
-)
+from etl.transforms.html_quotes import html_mail_text, html_reply_text, strip_html_quote
+from etl.transforms.replies import strip_replies, strip_reply
+from etl.transforms.text import html_to_text, normalise_str, strip_reply_str
 
 DATA = Path(__file__).parent / "data" / "mail"
 TAKEOUT = DATA / "takeout.mbox"
@@ -105,7 +101,7 @@ def test_takeout_rows_match_golden(takeout):
 
 def test_takeout_texts_after_stripping_match_golden(takeout):
     rows, _, _ = takeout
-    stripped = strip_quotes_and_signatures(
+    stripped = strip_replies(
         rows.select("source_id", "kind", "text").with_columns(drop_reason=pl.lit(None, dtype=pl.String)).lazy()
     ).collect()
     produced = stripped.select("source_id", "text", "stripped_chars", "strip_rules", "drop_reason").to_dicts()
@@ -133,8 +129,12 @@ def test_takeout_metadata(takeout):
     html = metadata(rows, "CAH-hike-3@mail.example.org")
     assert html["body"] == "html" and html["html_quote_chars"] > 100 and html["references"] == 2
     text = rows.filter(pl.col("source_id") == "CAH-hike-3@mail.example.org")["text"][0]
-    assert "Deal! 8am works." in text and "count me in" not in text and "wrote:" not in text
+    # The quote lands marked ("> " lines) and the build cuts it, so a better stripper
+    # needs no new ingest.
+    quoted = [line for line in text.splitlines() if "count me in" in line or "wrote:" in line]
+    assert "Deal! 8am works." in text and len(quoted) == 2 and all(line.startswith("> ") for line in quoted)
     assert "track.example.net" not in text and "Product Designer" not in text
+    assert strip_reply(normalise_str(text)) == "Deal! 8am works.\n\nI will bring trail mix and too many sandwiches."
     dinner = metadata(rows, "CAF-dinner-1@mail.example.com")
     assert dinner["attachments"] == 1 and dinner["attachment_names"] == ["lemon-tart.pdf"]
     cafe = metadata(rows, "7c1f@laptop.jordan.example")
@@ -651,6 +651,10 @@ def test_talon_html_replies(client):
     assert _no_space(html_to_text(strip_html_quote(html))) == "Hi.Iamfine.Thanks,Alex"
     text, removed = html_reply_text(html)
     assert _no_space(text) == "Hi.Iamfine.Thanks,Alex" and removed > 0
+    # What lands keeps the quote, marked; the build's strip stage cuts it.
+    landed, quoted = html_mail_text(html)
+    assert quoted == removed and "\n> " in "\n" + landed
+    assert _no_space(strip_reply(normalise_str(landed))) == "Hi.Iamfine.Thanks,Alex"
 
 
 @pytest.mark.parametrize(
@@ -752,6 +756,19 @@ def test_html_quote_rules(html, reply):
     text, removed = html_reply_text(html)
     assert [line.strip() for line in text.splitlines() if line.strip()] == [reply]
     assert removed > 0
+    landed, _ = html_mail_text(html)
+    assert strip_reply(normalise_str(landed)) == reply
+
+
+def test_html_quote_is_landed_marked_not_removed():
+    html = (
+        '<div>Great.</div><blockquote type="cite"><div>Le 4 mars 2024 à 10:00, Alex '
+        "&lt;a@example.org&gt; a écrit :</div><div>Old text</div></blockquote>"
+    )
+    landed, quoted = html_mail_text(html)
+    lines = [line for line in landed.splitlines() if line.strip()]
+    assert lines == ["Great.", "> Le 4 mars 2024 à 10:00, Alex <a@example.org> a écrit :", "> Old text"]
+    assert quoted > 0
 
 
 def test_html_forwarded_message_is_kept_whole():
