@@ -30,7 +30,13 @@ from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
 from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, source
 from etl.sources.message_summary import SummaryError, parse_summary_info
-from etl.sources.typedstream import DecodeError, common_layout_texts, decode_attributed_body_full
+from etl.sources.typedstream import (
+    DecodeError,
+    common_layout_texts,
+    decode_attributed_body_full,
+    join_around_attachments,
+    message_runs,
+)
 
 DEFAULT_DB = "~/Library/Messages/chat.db"
 BATCH_ROWS = 100_000  # about 1 GB at peak; half the batch is 15% slower
@@ -583,7 +589,8 @@ class MessageReader:
                     if text is None or len(text) < len(decoded):
                         text = decoded
             summary = details.get(rowid, (None, None))[1]
-            text, kind, settled = _settle(text, kind, summary, attachments)
+            runs = message_runs(body) if body and text and PLACEHOLDER in text else None
+            text, kind, settled = _settle(text, kind, summary, attachments, runs)
             extra.update(settled)
             if extra:
                 extras[i] = extra
@@ -708,12 +715,14 @@ def _merge_metadata(frame: pl.DataFrame, extras: dict[int, dict]) -> pl.DataFram
 
 
 def _settle(
-    text: str | None, kind: str, summary_blob: bytes | None, attachments: int
+    text: str | None, kind: str, summary_blob: bytes | None, attachments: int, runs: list | None = None
 ) -> tuple[str | None, str, dict]:
     """Text, kind and extra metadata of the rows plain SQL cannot settle.
 
-    Attachment placeholders are removed from typed text; a message that is only
-    placeholders is an `attachment`. An edited message keeps its latest text
+    Attachment placeholders are removed from typed text, the text either side kept
+    apart (a newline between separate bubbles, else a space: `runs`, the
+    attributedBody's runs, tell which); a message that is only placeholders is an
+    `attachment`. An edited message keeps its latest text
     (Messages rewrites the row; the summary keeps the history); a message unsent
     as a whole is `deleted` and keeps no text.
     """
@@ -737,7 +746,7 @@ def _settle(
         return None, kind, extra
     if kind == "text" and text and PLACEHOLDER in text:
         placeholders = text.count(PLACEHOLDER)
-        text = text.replace(PLACEHOLDER, "")
+        text = join_around_attachments(text, runs)
         if not attachments:
             extra["attachments"] = placeholders
         if not text.strip():

@@ -230,3 +230,147 @@ def _encode_int(value: int) -> bytes:
     if -0x8000 <= value < 0x8000:
         return bytes([_INT16]) + value.to_bytes(2, "little", signed=True)
     return bytes([_INT32]) + value.to_bytes(4, "little", signed=True)
+
+
+# ----------------------------------------------------------------------------- runs
+
+ATTACHMENT = "\ufffc"  # where Messages puts an attachment in the text
+_FILE_KEY = "__kIMFileTransferGUIDAttributeName"
+
+
+def message_runs(blob: bytes) -> list[tuple[str, int | None, bool]] | None:
+    """The attribute runs of an attributedBody: (text, message part, is an attachment).
+
+    Messages gives every bubble of a message its own part number
+    (`__kIMMessagePartAttributeName`) and marks an attachment's U+FFFC with its file
+    transfer GUID. None when the blob is not an NSAttributedString whose runs cover
+    its text exactly.
+    """
+    try:
+        root = _typedstream.unarchive_from_data(bytes(blob))
+        contents = list(root.contents)
+        string = contents[0].value
+        text = string.value if isinstance(string, NSString) else None
+    except Exception:  # the parser raises many types on malformed input
+        return None
+    if not isinstance(text, str):
+        return None
+    units = text.encode("utf-16-le")
+    runs, offset = [], 0
+    for group, attributes in zip(contents[1::2], contents[2::2]):
+        try:
+            length = int(group.values[-1])
+            entries = {k.value: getattr(v, "value", v) for k, v in attributes.value.contents.items()}
+        except Exception:
+            return None
+        piece = units[offset * 2 : (offset + length) * 2].decode("utf-16-le", errors="replace")
+        part = entries.get("__kIMMessagePartAttributeName")
+        runs.append((piece, part if isinstance(part, int) else None, _FILE_KEY in entries))
+        offset += length
+    if offset * 2 != len(units):
+        return None
+    return runs
+
+
+def join_around_attachments(text: str, runs: list[tuple[str, int | None, bool]] | None = None) -> str:
+    """`text` without its attachment placeholders, the words either side kept apart.
+
+    Where an attachment sat between two runs of text, they are joined by a newline
+    when they are separate bubbles (different message parts), else by a space; a
+    placeholder at either end, or next to whitespace already there, leaves nothing.
+    Without `runs` (the text came from `message.text`), a space.
+    """
+    if runs is None or "".join(piece for piece, _, _ in runs) != text:
+        runs = [(piece, None, False) for piece in text.split(ATTACHMENT)]
+        runs = [r for pair in zip(runs, [(ATTACHMENT, None, True)] * len(runs)) for r in pair][:-1]
+    out: list[str] = []
+    last_part: int | None = None
+    pending = False  # an attachment since the last text
+    for piece, part, is_attachment in runs:
+        if is_attachment or piece == ATTACHMENT:
+            pending = True
+            continue
+        piece = piece.replace(ATTACHMENT, "")
+        if not piece:
+            continue
+        if out and pending:
+            joined = out[-1]
+            if not (joined[-1:].isspace() or piece[:1].isspace()):
+                out.append("\n" if part is not None and last_part is not None and part != last_part else " ")
+            elif piece[:1] != "\n" and joined[-1:] != "\n" and part is not None and last_part is not None and part != last_part:
+                out[-1] = joined.rstrip(" \t")
+                out.append("\n")
+                piece = piece.lstrip(" \t")
+        out.append(piece)
+        last_part, pending = part, False
+    return "".join(out)
+
+
+def encode_attributed_runs(runs: list[tuple[str, int, str | None]]) -> bytes:
+    """Archive a message of several runs, as Messages writes text around attachments:
+    each run is (text, message part, attachment GUID or None); an attachment's text
+    is U+FFFC. Used to build sample databases and in tests."""
+    text = "".join(piece for piece, _, _ in runs)
+    data = text.encode("utf-8")
+    strings = ["@", "NSAttributedString", "NSObject", "NSString", "+"]  # the preamble's shared strings
+    objects = 5  # root, NSAttributedString, NSObject, the NSString and its class
+    classes = {"NSObject": 2, "NSString": 4}
+    c_strings: dict[str, int] = {}
+    out = [_ATTRIBUTED_STRING_PREAMBLE, _encode_int(len(data)), data, bytes([_END_OF_OBJECT])]
+
+    def ref(number: int) -> bytes:
+        return _encode_int(number + 0x92 - 0x100)
+
+    def shared(value: str) -> bytes:
+        if value in strings:
+            return ref(strings.index(value))
+        strings.append(value)
+        return b"\x84" + _encode_int(len(value)) + value.encode()
+
+    def new_class(name: str, *supers: str) -> bytes:
+        nonlocal objects
+        if name in classes:
+            return ref(classes[name])
+        classes[name] = objects
+        objects += 1
+        chunk = b"\x84" + shared(name) + b"\x00"
+        for parent in supers:
+            if parent in classes:
+                return chunk + ref(classes[parent])
+            classes[parent] = objects
+            objects += 1
+            chunk += b"\x84" + shared(parent) + b"\x00"
+        raise AssertionError("a class chain ends at a known class")
+
+    def new_object() -> bytes:
+        nonlocal objects
+        objects += 1
+        return b"\x84"
+
+    def string(value: str) -> bytes:
+        raw = value.encode("utf-8")
+        head = new_object()
+        return shared("@") + head + new_class("NSString") + shared("+") + _encode_int(len(raw)) + raw + bytes([_END_OF_OBJECT])
+
+    def number(value: int) -> bytes:
+        nonlocal objects
+        chunk = shared("@") + new_object() + new_class("NSNumber", "NSValue", "NSObject") + shared("*")
+        if "i" in c_strings:
+            chunk += ref(c_strings["i"])
+        else:
+            c_strings["i"] = objects
+            objects += 1
+            chunk += b"\x84" + shared("i")
+        return chunk + shared("i") + _encode_int(value) + bytes([_END_OF_OBJECT])
+
+    for index, (piece, part, guid) in enumerate(runs, 1):
+        entries = ([(_FILE_KEY, guid)] if guid else []) + [("__kIMMessagePartAttributeName", part)]
+        out.append(shared("iI") + _encode_int(index) + _encode_int(len(piece.encode("utf-16-le")) // 2))
+        out.append(shared("@") + new_object() + new_class("NSDictionary", "NSObject"))
+        out.append(shared("i") + _encode_int(len(entries)))
+        for key, value in entries:
+            out.append(string(key))
+            out.append(string(value) if isinstance(value, str) else number(value))
+        out.append(bytes([_END_OF_OBJECT]))
+    out.append(bytes([_END_OF_OBJECT]))
+    return b"".join(out)

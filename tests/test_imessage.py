@@ -20,7 +20,7 @@ from etl.schemas.tables import RAW_MESSAGES
 from etl.sources import SourceContext, SourceError, get_source
 from etl.sources.imessage import apple_time_us_sql
 from etl.sources.message_summary import parse_summary_info
-from etl.sources.typedstream import encode_attributed_body
+from etl.sources.typedstream import encode_attributed_body, encode_attributed_runs
 
 SAMPLE = Path(sample.__file__).with_name("chat.db")
 UTC = UTC
@@ -418,6 +418,26 @@ def test_body_in_another_layout_goes_through_the_full_parser(sample_copy):
     landed = rows_of(sample_copy)
     assert by_rowid(landed, 150)["text"] == "https://github.com/ReagentX/Logria"
     assert by_rowid(landed, 151)["text"] == "short, and then the rest"
+
+
+def test_an_attachment_between_two_runs_keeps_them_apart(sample_copy):
+    separate = encode_attributed_runs([("test 1", 0, None), ("\ufffc", 1, "at_1_A"), ("test 2", 2, None)])
+    inline = encode_attributed_runs([("look at ", 0, None), ("\ufffc", 0, "at_0_B"), ("this", 0, None)])
+    many = encode_attributed_runs(
+        [("\ufffc", 0, "at_0_C"), ("one", 1, None), ("\ufffc", 2, "at_2_C"), ("two ", 3, None), ("\ufffc", 4, "at_4_C"),
+         ("three", 5, None), ("\ufffc", 6, "at_6_C")]
+    )
+    with sqlite3.connect(sample_copy) as con:
+        for rowid, body in ((150, separate), (151, inline), (154, many)):
+            con.execute("UPDATE message SET text = NULL, attributedBody = ? WHERE ROWID = ?", (body, rowid))
+        # Older rows keep the placeholder in message.text itself, without runs to tell.
+        con.execute("UPDATE message SET text = ?, attributedBody = NULL WHERE ROWID = 153", ("before\ufffcafter",))
+    landed = rows_of(sample_copy)
+    assert by_rowid(landed, 150)["text"] == "test 1\ntest 2"  # two bubbles: two paragraphs
+    assert by_rowid(landed, 151)["text"] == "look at this"  # one bubble: the space already there
+    assert by_rowid(landed, 154)["text"] == "one\ntwo\nthree"
+    assert by_rowid(landed, 153)["text"] == "before after"
+    assert all(by_rowid(landed, r)["kind"] == "text" for r in (150, 151, 153, 154))
 
 
 def test_text_that_is_not_utf8_is_read_leniently(sample_copy):

@@ -15,6 +15,9 @@ from etl.sources.typedstream import (
     decode_attributed_body_full,
     decode_common_layout,
     encode_attributed_body,
+    encode_attributed_runs,
+    join_around_attachments,
+    message_runs,
 )
 
 
@@ -166,3 +169,39 @@ def test_column_fast_path_agrees_with_python(text, cut):
     blobs = [blob, truncated, broken, b"", b"\x04\x0bstreamtyped", b"\x00" * 64]
     assert _column_common_layout(blobs) == [decode_common_layout(b) for b in blobs]
     assert _column_common_layout([blob]) == [text]
+
+
+# ----------------------------------------------------------------------------- runs around attachments
+
+_WORDS = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Cc"), blacklist_characters="\ufffc"), min_size=1, max_size=12)
+
+
+def test_runs_of_a_real_multipart_body():
+    runs = message_runs(shared_fixture("imessage/attributedBody/MultiPart").read_bytes())
+    assert [(piece, part, attachment) for piece, part, attachment in runs] == [
+        ("\ufffc", 0, True), ("test 1", 1, False), ("\ufffc", 2, True), ("test 2 ", 3, False), ("\ufffc", 4, True),
+        ("test 3", 5, False),
+    ]
+    text = decode_attributed_body(shared_fixture("imessage/attributedBody/MultiPart").read_bytes())
+    assert join_around_attachments(text, runs) == "test 1\ntest 2\ntest 3"
+
+
+@settings(max_examples=80, deadline=None)
+@given(words=st.lists(_WORDS, min_size=2, max_size=6), same_bubble=st.booleans())
+def test_every_text_run_stays_separate(words, same_bubble):
+    runs, part = [], 0
+    for index, word in enumerate(words):
+        if index:
+            runs.append(("\ufffc", part if same_bubble else part + 1, f"at_{index}_X"))
+            part += 0 if same_bubble else 2
+        runs.append((word, part, None))
+    body = encode_attributed_runs(runs)
+    text = decode_attributed_body(body)
+    assert text == "\ufffc".join(words)
+    joined = join_around_attachments(text, message_runs(body))
+    assert joined == (" " if same_bubble else "\n").join(words)
+
+
+def test_single_run_bodies_have_one_run():
+    assert message_runs(encode_attributed_body("hello", part=2)) == [("hello", 2, False)]
+    assert message_runs(b"not a typedstream") is None
