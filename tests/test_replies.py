@@ -101,6 +101,7 @@ REASON_CASES = [
     ("Ok\n\nWysłane z iPhone'a", "Ok", ["signature:mobile"]),
     ("Ok\n\n_______________\nteam mailing list\nhttps://x.org/mailman/listinfo/team", "Ok", ["footer:mailing_list"]),
     ("Ok\n-- \nJan", "Ok", ["signature:dashes"]),
+    ("Ok\n\nDen 5. feb. 2024 kl. 10.00 skrev jan <jan@x.dk>:\n\n> q", "Ok", ["quote_header:reply"]),
     ("Ok\n\n> old\n> older", "Ok", ["quote:lines"]),
 ]
 
@@ -116,6 +117,8 @@ def test_reasons(text, expected, reasons):
 KEPT = [
     "I wrote 3 tests:\n- a\n- b",
     "Meeting on 12.03.2024 at 14:00 with Bob:\n- agenda",
+    "Den 5. marts skrev jeg til kommunen og de svarede:\n- nej",
+    "Am 3.5. schrieb ich dem Vermieter folgendes:\n- Heizung",
     "Name: John\nEmail: j@x.com\nPhone: 555-1234",
     "Sent from my desk, is much easier then my mobile phone.",
     "Sent with love",

@@ -271,7 +271,7 @@ def _looks_like_sender(sender: str, dated: bool, capitalised: bool) -> bool:
     if len(words) > 5:
         return False
     first = words[0]
-    return not capitalised or first[0].isupper() or not first[0].islower() or (len(first) > 1 and first[1].isupper())
+    return not capitalised or "@" in sender or first[0].isupper() or not first[0].islower() or (len(first) > 1 and first[1].isupper())
 
 
 def _header_at(lines: list[str], i: int, quoted_below) -> tuple[str, int] | None:

@@ -565,7 +565,11 @@ _VERB = (
     r"(?:wrote|sent|schrieb|a[ \t]+écrit|escribió|escreveu|ha[ \t]+scritto|schreef|geschreven"
     r"|napisał|napisała|skrev|đã[ \t]+viết|пишет|написал|написала)"
 )
-_HEADER_END = r"[^\n]*?(?::|-{2,})" + _EOL
+# After the verb comes at most a name and an address ("schrieb Max Muster <m@x.de>:"), not
+# a clause ("skrev jeg til kommunen og de svarede:"): a few words, none starting in lower case
+# unless it is part of an address or a quoted name.
+_AFTER_VERB = r"(?:[ \t]+(?:[^\s:\p{Ll}][^\s:]*|[^\s:]*[@<>\"][^\s:]*)){0,6}"
+_HEADER_END = _AFTER_VERB + r"[ \t]*(?::|-{2,})" + _EOL
 _WRAPPED = r"[^\n]*(?:\n[^\n]*){0,4}?"  # rest of the line, then up to four more lines
 _REPLY_HEADER = "|".join(
     [
