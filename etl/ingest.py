@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.config import Owner
+from etl.schemas.owner import Owner
 from etl.schemas import INGEST_RUNS, QUARANTINE, RAW_MESSAGES, SCHEMA_VERSION
 from etl.schemas.records import canonical_json
 from etl.sources import Source, SourceContext

@@ -1,51 +1,18 @@
-"""What the chat-export connectors (Messenger and Instagram, Google Chat, Slack,
-Discord) share: reading a JSON file with a clear error, ids for exports that give
-messages none, telling the owner's messages apart, and turning rows into a Batch.
+"""Parsing shared by the chat and assistant exports: ids for exports that give
+messages none, times, bytes that should be text, and message trees.
 """
 
 from __future__ import annotations
 
 import hashlib
-import zipfile
+import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from etl.schemas.records import canonical_json
-from etl.schemas.tables import RAW_MESSAGES, raw_frame
 from etl.sources.archive import InputFile
-from etl.sources.base import Batch, Quarantined, SourceContext, SourceError
-
-UTF8_BOM = b"\xef\xbb\xbf"
-BATCH_ROWS = 20_000
-RAW_COLUMNS = [name for name in RAW_MESSAGES.column_names if name != "ingest_run_id"]
-
-
-def load_json(file: InputFile, expected: str, transform: Callable[[bytes], bytes] | None = None) -> Any:
-    """The parsed JSON of one export file, or one SourceError naming the file and what
-    was expected. A truncated file (an interrupted download or unzip) fails here,
-    before any of its rows are yielded, so nothing of the run lands. `transform`
-    repairs the JSON text before it is parsed."""
-    try:
-        data = file.read_bytes()
-    except (OSError, zipfile.BadZipFile) as error:
-        raise SourceError(f"{file.location}: cannot be read ({error}); expected {expected}") from None
-    data = data.removeprefix(UTF8_BOM)
-    if transform is not None:
-        data = transform(data)
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as error:
-        reason = "truncated JSON" if not data.strip() or _ends_early(error, data) else "not valid JSON"
-        raise SourceError(f"{file.location}: {reason} ({error}); expected {expected}") from None
-
-
-def _ends_early(error: orjson.JSONDecodeError, data: bytes) -> bool:
-    # The error's position counts characters, not bytes.
-    return error.pos >= len(data.decode("utf-8", errors="replace").rstrip()) - 1
+from etl.sources.base import Skip, SourceError
 
 
 def hashed_id(*parts: Any) -> str:
@@ -65,61 +32,6 @@ class RepeatCounter:
         n = self._seen[key]
         self._seen[key] += 1
         return key if n == 0 else f"{key}~{n}"
-
-
-class OwnerMatcher:
-    """Whether the owner wrote a message, from any identity the export gives for its
-    author (id, handle, display name, email).
-
-    Identities come from corpus.toml `[owner]` and from the connector's `--me`
-    option. With none configured the answer is None (unknown), never False: an
-    export without a "from me" flag cannot tell the owner's messages apart by itself.
-    """
-
-    def __init__(self, owner: Any, me: Iterable[str] = ()) -> None:
-        self.owner = owner
-        self.me = tuple(v.strip().casefold() for v in me if v and v.strip())
-        self.configured = bool(self.me) or _owner_configured(owner)
-        self.matched = False  # set once any author matched: to warn when none does
-        self._seen: dict[tuple, bool] = {}
-
-    def __call__(self, *identities: str | None) -> bool | None:
-        if not self.configured:
-            return None
-        # An export repeats the same few authors: each set of identities is compared once.
-        known = self._seen.get(identities)
-        if known is None:
-            known = self._seen[identities] = any(self._is_owner(value) for value in identities if value)
-        self.matched = self.matched or known
-        return known
-
-    def _is_owner(self, value: str) -> bool:
-        return value.strip().casefold() in self.me or (self.owner is not None and self.owner.matches(value))
-
-    def unmatched_note(self, what: str) -> str | None:
-        """A note when the owner is configured but wrote nothing in this input."""
-        if self.configured and not self.matched:
-            return (
-                f"none of the authors in this {what} matched your [owner] identities or --me: "
-                "every message landed as someone else's"
-            )
-        return None
-
-
-def _owner_configured(owner: Any) -> bool:
-    if owner is None:
-        return False
-    return any(getattr(owner, field, ()) for field in ("names", "emails", "phones", "handles", "speaker_labels"))
-
-
-def me_option(ctx: SourceContext) -> tuple[str, ...]:
-    """`--me` from the command line (one value) or corpus.toml (a value or a list)."""
-    value = ctx.options.get("me")
-    if not value:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
 
 
 def utc_from_iso(value: Any) -> datetime | None:
@@ -142,49 +54,100 @@ def utc_from_unix_ms(milliseconds: int) -> datetime:
     return datetime.fromtimestamp(milliseconds // 1000, UTC).replace(microsecond=(milliseconds % 1000) * 1000)
 
 
-def record_inputs(ctx: SourceContext, files: Iterable[InputFile]) -> None:
-    """Keep the sha256 of every file on disk the run read (an archive once)."""
-    for path in dict.fromkeys(f.path for f in files):
-        if str(path) not in ctx.files:
-            ctx.record_file(path)
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"SQLite format 3", "a SQLite database"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"RIFF", "a media file"),
+    (b"OggS", "an audio file"),
+)
 
 
-def batches(
-    conversations: Iterable[tuple[list[dict[str, Any]], list[Quarantined]]],
-    ctx: SourceContext,
-    size: int = BATCH_ROWS,
-) -> Iterator[Batch]:
-    """The rows of many conversations (each row's `metadata` a dict) as Batches of
-    about `size` rows: an export of thousands of small conversations costs the loader
-    a few round trips, not thousands."""
-    rows: list[dict[str, Any]] = []
-    quarantined: list[Quarantined] = []
-    for conversation_rows, conversation_quarantined in conversations:
-        rows.extend(conversation_rows)
-        quarantined.extend(conversation_quarantined)
-        if len(rows) + len(quarantined) >= size:
-            ctx.progress(len(rows) + len(quarantined))
-            yield to_batch(rows, quarantined)
-            rows, quarantined = [], []
-    if rows or quarantined:
-        ctx.progress(len(rows) + len(quarantined))
-        yield to_batch(rows, quarantined)
+def describe_binary(head: bytes) -> str | None:
+    """What a file is when it is clearly not text (for error messages), else None."""
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            return what
+    if head[4:8] == b"ftyp":
+        return "a video or image file"
+    if b"\x00" in head[:4096] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "a binary file"
+    return None
 
 
-def to_batch(rows: list[dict[str, Any]], quarantined: list[Quarantined] | None = None) -> Batch:
-    """Rows with `metadata` as a dict, turned into a Batch in the raw schema."""
-    for row in rows:
-        metadata = row.get("metadata")
-        if isinstance(metadata, dict):
-            row["metadata"] = canonical_json({k: v for k, v in metadata.items() if v not in (None, [], {}, "")})
-    # Column lists build the frame several times faster than a list of row dicts.
-    columns = {name: [row.get(name) for row in rows] for name in RAW_COLUMNS}
-    return Batch(rows=raw_frame(columns), quarantined=list(quarantined or []))
-
-
-def payload(value: Any) -> str:
-    """A raw export object as kept in the quarantine table."""
+def decode_text(data: bytes) -> tuple[str, bool]:
+    """The file's text and whether undecodable bytes had to be replaced."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # saved again by a Windows editor
+        try:
+            return data.decode("utf-16"), False
+        except UnicodeDecodeError:
+            return data.decode("utf-16", errors="replace"), True
     try:
-        return canonical_json(value)
-    except TypeError:
-        return repr(value)
+        return data.decode("utf-8-sig"), False
+    except UnicodeDecodeError:
+        return data.decode("utf-8-sig", errors="replace"), True
+
+
+def looks_like_json(text: str) -> bool:
+    head = text.lstrip("\ufeff \t\r\n")[:64]
+    return head.startswith("{") or re.match(r"\[\s*[\[{\"\]]", head) is not None
+
+
+def tree_depths(parent_of: dict[str, Any]) -> dict[str, int]:
+    """Each node's distance from its root; Skip on a loop or a missing parent."""
+    for node_id, parent in parent_of.items():
+        if parent is not None and (not isinstance(parent, str) or parent not in parent_of):
+            raise Skip(f"node {node_id} points to parent {parent}, which is not in `mapping`")
+    depth: dict[str, int] = {}
+    for start in parent_of:
+        chain: list[str] = []
+        on_chain: set[str] = set()
+        node = start
+        while node is not None and node not in depth:
+            if node in on_chain:
+                raise Skip(f"the parent links loop back to node {node}")
+            on_chain.add(node)
+            chain.append(node)
+            node = parent_of[node]
+        level = -1 if node is None else depth[node]
+        for node in reversed(chain):
+            level += 1
+            depth[node] = level
+    return depth
+
+
+def path_to(node: str, parent_of: dict[str, Any]) -> list[str]:
+    """The nodes from the root down to `node` (the tree is known to have no loops)."""
+    path = []
+    while node is not None:
+        path.append(node)
+        node = parent_of[node]
+    return path[::-1]
+
+
+# The two assistant exports both ship a conversations.json; each connector refuses the other's.
+ASSISTANT_EXPORTS = {
+    "chatgpt": ("mapping", "a ChatGPT export (conversations with a `mapping`)"),
+    "claude-ai": ("chat_messages", "a Claude.ai export (conversations with `chat_messages`)"),
+}
+
+
+def conversation_list(file: InputFile, data: Any, name: str, expected: str) -> list:
+    """The conversations of an assistant export's conversations.json (or of one
+    conversation saved on its own); the other assistant's export is refused with the
+    command that reads it."""
+    key = ASSISTANT_EXPORTS[name][0]
+    if isinstance(data, dict) and isinstance(data.get("conversations"), list):
+        data = data["conversations"]
+    elif isinstance(data, dict) and key in data:
+        data = [data]
+    if not isinstance(data, list):
+        raise SourceError(f"{file.location}: a JSON {type(data).__name__}, not a list of conversations; expected {expected}")
+    first = next((c for c in data if isinstance(c, dict)), None)
+    for other, (other_key, what) in ASSISTANT_EXPORTS.items():
+        if other != name and first is not None and key not in first and other_key in first:
+            raise SourceError(f"{file.location}: this is {what}; use `etl ingest {other} {file.path}`; expected {expected}")
+    return data

@@ -25,22 +25,17 @@ fails the run with nothing landed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import PurePosixPath
 from typing import Any
 
-import orjson
-
-from etl.schemas.records import canonical_json
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
-from etl.sources.chat_common import batches, record_inputs
+from etl.sources.base import Quarantined, Skip, SourceContext, source
+from etl.sources.chat_common import conversation_list, path_to, tree_depths
 
 NAME = "chatgpt"
 EXPORT_FILE = "conversations.json"
-BATCH_ROWS = 20_000
-_EXPECTED = "ChatGPT's conversations.json (conversations with a `mapping` tree) or the export .zip"
+EXPECTED = "ChatGPT's conversations.json (conversations with a `mapping` tree) or the export .zip"
 
 # Content types that are tool traffic whatever the author's role says.
 _TOOL_CONTENT = {
@@ -67,24 +62,25 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
     NAME,
     version=1,
     help="ChatGPT data export (conversations.json or the .zip): your messages, the answers shown, other branches marked.",
+    expects=EXPECTED,
+    accept=lambda relpath: PurePosixPath(relpath).name == EXPORT_FILE,
+    found=EXPORT_FILE,
 )
-def read_chatgpt(ctx: SourceContext) -> Iterator[Batch]:
-    files = list(input_files(ctx.paths, is_export_file, what=_EXPECTED))
-    if not files:
-        where = ", ".join(str(p) for p in ctx.paths)
-        raise SourceError(f"{where}: no {EXPORT_FILE} found; expected {_EXPECTED}")
-    for file in files:
-        conversations = _conversations(load_export(file, _EXPECTED), file)
-        record_inputs(ctx, [file])
+def read_chatgpt(ctx: SourceContext) -> Iterator[dict | Quarantined]:
+    for file in ctx.inputs():
+        conversations = conversation_list(file, ctx.load_json(file), NAME, EXPECTED)
         unset_current = 0
 
-        def rows_of(conversation: dict, location: str) -> list[dict]:
+        def rows_of(conversation: Any) -> list[dict]:
             nonlocal unset_current
+            if not isinstance(conversation, dict):
+                raise Skip(f"a JSON {type(conversation).__name__}, not a conversation object")
             found, guessed = conversation_rows(conversation)
             unset_current += guessed
             return found
 
-        yield from batches(each_conversation(file, conversations, rows_of, BrokenConversation), ctx, BATCH_ROWS)
+        yield from ctx.each(conversations, rows_of, source_id=_id_of,
+                            where=lambda i, c: f"{file.location} conversation {_id_of(c) or i}")  # fmt: skip
         if unset_current:
             ctx.note(
                 f"{file.location}: {unset_current} conversation(s) had no current_node; "
@@ -92,75 +88,22 @@ def read_chatgpt(ctx: SourceContext) -> Iterator[Batch]:
             )
 
 
-def each_conversation(
-    file: InputFile,
-    conversations: list,
-    rows_of: Callable[[dict, str], list[dict]],
-    refused: type[Exception],
-) -> Iterator[tuple[list[dict], list[Quarantined]]]:
-    """Each conversation's rows; one `rows_of` refuses (by raising `refused`), or that is
-    not an object, is quarantined whole and the others still land."""
-    for index, conversation in enumerate(conversations):
-        location = f"{file.location} conversation {index}"
-        try:
-            if not isinstance(conversation, dict):
-                raise refused(f"a JSON {type(conversation).__name__}, not a conversation object")
-            location = f"{file.location} conversation {_conversation_id(conversation) or index}"
-            yield rows_of(conversation, location), []
-        except refused as exc:
-            quarantined = Quarantined(location, str(exc), canonical_json(conversation), _conversation_id(conversation))
-            yield [], [quarantined]
-
-
-def is_export_file(relpath: str) -> bool:
-    return PurePosixPath(relpath).name == EXPORT_FILE
-
-
-def load_export(file: InputFile, expected: str) -> Any:
-    """The parsed JSON of an export file, or one line saying why it cannot be read."""
-    try:
-        return orjson.loads(file.read_bytes())
-    except orjson.JSONDecodeError as exc:
-        raise SourceError(
-            f"{file.location}: not valid JSON ({exc}); the file looks truncated or damaged "
-            f"(download the export again); expected {expected}"
-        ) from None
-
-
-def _conversations(data: Any, file: InputFile) -> list:
-    if isinstance(data, dict) and "mapping" in data:
-        return [data]  # one conversation saved on its own
-    if not isinstance(data, list):
-        raise SourceError(f"{file.location}: a JSON {type(data).__name__}, not a list of conversations; expected {_EXPECTED}")
-    first = next((c for c in data if isinstance(c, dict)), None)
-    if first is not None and "mapping" not in first and "chat_messages" in first:
-        raise SourceError(
-            f"{file.location}: this is a Claude.ai export (conversations with `chat_messages`); "
-            f"use `etl ingest claude-ai {file.path}`; expected {_EXPECTED}"
-        )
-    return data
-
-
 # ----------------------------------------------------------------------------- one conversation
-
-
-class BrokenConversation(Exception):
-    """A conversation that cannot be read as a tree; it is quarantined whole."""
 
 
 def conversation_rows(conversation: dict) -> tuple[list[dict], bool]:
     """The raw rows of one conversation, and whether its shown branch had to be guessed."""
-    conversation_id = _conversation_id(conversation)
+    conversation_id = _id_of(conversation)
     if not conversation_id:
-        raise BrokenConversation("no `id`")
+        raise Skip("no `id`")
     mapping = conversation.get("mapping")
     if not isinstance(mapping, dict):
-        raise BrokenConversation("no `mapping` object")
+        raise Skip("no `mapping` object")
     for node_id, node in mapping.items():
         if not isinstance(node, dict):
-            raise BrokenConversation(f"node {node_id} is a {type(node).__name__}, not an object")
+            raise Skip(f"node {node_id} is a {type(node).__name__}, not an object")
         if node.get("message") is not None and not isinstance(node["message"], dict):
-            raise BrokenConversation(f"node {node_id} has a message that is not an object")
+            raise Skip(f"node {node_id} has a message that is not an object")
     parent_of = {node_id: node.get("parent") for node_id, node in mapping.items()}
     depth = tree_depths(parent_of)
     current = conversation.get("current_node")
@@ -168,7 +111,7 @@ def conversation_rows(conversation: dict) -> tuple[list[dict], bool]:
     if guessed:
         current = _latest_leaf(mapping, parent_of)
     elif not isinstance(current, str) or current not in mapping:
-        raise BrokenConversation(f"current_node {current} is not in `mapping`")
+        raise Skip(f"current_node {current} is not in `mapping`")
     on_path = set(path_to(current, parent_of)) if current is not None else set()
 
     started = epoch_time(conversation.get("create_time"))
@@ -208,44 +151,12 @@ def conversation_rows(conversation: dict) -> tuple[list[dict], bool]:
     return rows, guessed
 
 
-def _conversation_id(conversation: Any) -> str | None:
+def _id_of(conversation: Any) -> str | None:
     """ChatGPT's `id` (or `conversation_id`), Claude.ai's `uuid`."""
     if not isinstance(conversation, dict):
         return None
     value = conversation.get("id") or conversation.get("conversation_id") or conversation.get("uuid")
     return str(value) if value else None
-
-
-def tree_depths(parent_of: dict[str, Any]) -> dict[str, int]:
-    """Each node's distance from its root; BrokenConversation on a loop or a missing parent."""
-    for node_id, parent in parent_of.items():
-        if parent is not None and (not isinstance(parent, str) or parent not in parent_of):
-            raise BrokenConversation(f"node {node_id} points to parent {parent}, which is not in `mapping`")
-    depth: dict[str, int] = {}
-    for start in parent_of:
-        chain: list[str] = []
-        on_chain: set[str] = set()
-        node = start
-        while node is not None and node not in depth:
-            if node in on_chain:
-                raise BrokenConversation(f"the parent links loop back to node {node}")
-            on_chain.add(node)
-            chain.append(node)
-            node = parent_of[node]
-        level = -1 if node is None else depth[node]
-        for node in reversed(chain):
-            level += 1
-            depth[node] = level
-    return depth
-
-
-def path_to(node: str, parent_of: dict[str, Any]) -> list[str]:
-    """The nodes from the root down to `node` (the tree is known to have no loops)."""
-    path = []
-    while node is not None:
-        path.append(node)
-        node = parent_of[node]
-    return path[::-1]
 
 
 def _latest_leaf(mapping: dict, parent_of: dict[str, Any]) -> str | None:
@@ -320,7 +231,6 @@ def _message_row(conversation, conversation_id, node_id, message, *, sent_at, es
         **{k: v for k, v in media.items() if v},
     }
     return {
-        "source": NAME,
         "source_id": source_id,
         "conversation_id": conversation_id,
         "conversation_title": _str(conversation.get("title")),
@@ -331,7 +241,7 @@ def _message_row(conversation, conversation_id, node_id, message, *, sent_at, es
         "kind": kind,
         "text": text,
         "reply_to": reply_to,
-        "metadata": canonical_json({k: v for k, v in metadata.items() if v is not None}),
+        "metadata": metadata,
     }
 
 

@@ -23,17 +23,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import PurePosixPath
+from typing import Any
 
 from etl.schemas.records import canonical_json
-from etl.sources.archive import input_files
-from etl.sources.base import Batch, SourceContext, SourceError, source
-from etl.sources.chat_common import batches, record_inputs, utc_from_iso
-from etl.sources.chatgpt import BrokenConversation, each_conversation, load_export, path_to, tree_depths
+from etl.sources.base import Quarantined, Skip, SourceContext, source
+from etl.sources.chat_common import conversation_list, path_to, tree_depths, utc_from_iso
 
 NAME = "claude-ai"
 EXPORT_FILE = "conversations.json"
-BATCH_ROWS = 20_000
-_EXPECTED = "Claude.ai's conversations.json (conversations with `chat_messages`) or the export .zip"
+EXPECTED = "Claude.ai's conversations.json (conversations with `chat_messages`) or the export .zip"
 # What a first message names as its parent.
 _ROOT_PARENTS = {None, "", "00000000-0000-4000-8000-000000000000"}
 
@@ -42,52 +40,42 @@ _ROOT_PARENTS = {None, "", "00000000-0000-4000-8000-000000000000"}
     NAME,
     version=1,
     help="Claude.ai data export (conversations.json or the .zip): your messages and Claude's answers.",
+    expects=EXPECTED,
+    accept=lambda relpath: PurePosixPath(relpath).name == EXPORT_FILE,
+    found=EXPORT_FILE,
 )
-def read_claude_ai(ctx: SourceContext) -> Iterator[Batch]:
-    files = list(input_files(ctx.paths, lambda p: PurePosixPath(p).name == EXPORT_FILE, what=_EXPECTED))
-    if not files:
-        where = ", ".join(str(p) for p in ctx.paths)
-        raise SourceError(f"{where}: no {EXPORT_FILE} found; expected {_EXPECTED}")
-    for file in files:
-        data = load_export(file, _EXPECTED)
-        if isinstance(data, dict) and isinstance(data.get("conversations"), list):
-            data = data["conversations"]
-        elif isinstance(data, dict) and "chat_messages" in data:
-            data = [data]  # one conversation saved on its own
-        if not isinstance(data, list):
-            raise SourceError(f"{file.location}: a JSON {type(data).__name__}, not a list of conversations; expected {_EXPECTED}")
-        first = next((c for c in data if isinstance(c, dict)), None)
-        if first is not None and "chat_messages" not in first and "mapping" in first:
-            raise SourceError(
-                f"{file.location}: this is a ChatGPT export (conversations with a `mapping`); "
-                f"use `etl ingest chatgpt {file.path}`; expected {_EXPECTED}"
-            )
-        record_inputs(ctx, [file])
+def read_claude_ai(ctx: SourceContext) -> Iterator[dict | Quarantined]:
+    for file in ctx.inputs():
+        conversations = conversation_list(file, ctx.load_json(file), NAME, EXPECTED)
 
-        def rows_of(conversation: dict, location: str) -> list[dict]:
+        def rows_of(conversation: Any) -> list[dict]:
+            if not isinstance(conversation, dict):
+                raise Skip(f"a JSON {type(conversation).__name__}, not a conversation object")
             found, broken = conversation_rows(conversation)
             if broken:
-                ctx.note(f"{location}: {broken}; its messages were read in their stored order, none marked superseded")
+                ctx.note(f"{where(conversation)}: {broken}; its messages were read in their stored order, "
+                         "none marked superseded")  # fmt: skip
             return found
 
-        yield from batches(each_conversation(file, data, rows_of, _Malformed), ctx, BATCH_ROWS)
+        def where(conversation: Any, index: int | None = None) -> str:
+            uuid = conversation.get("uuid") if isinstance(conversation, dict) else None
+            return f"{file.location} conversation {uuid or index}"
 
-
-class _Malformed(Exception):
-    """A conversation that is not the shape Claude.ai writes; it is quarantined whole."""
+        yield from ctx.each(conversations, rows_of, where=lambda i, c: where(c, i),
+                            source_id=lambda c: str(c["uuid"]) if isinstance(c, dict) and c.get("uuid") else None)
 
 
 def conversation_rows(conversation: dict) -> tuple[list[dict], str | None]:
     """The raw rows of one conversation, and why its branches could not be told apart (or None)."""
     conversation_id = conversation.get("uuid")
     if not conversation_id:
-        raise _Malformed("no `uuid`")
+        raise Skip("no `uuid`")
     messages = conversation.get("chat_messages")
     if not isinstance(messages, list):
-        raise _Malformed("no `chat_messages` list")
+        raise Skip("no `chat_messages` list")
     for position, message in enumerate(messages):
         if not isinstance(message, dict) or not message.get("uuid") or not isinstance(message["uuid"], str):
-            raise _Malformed(f"message {position} is not an object with a `uuid`")
+            raise Skip(f"message {position} is not an object with a `uuid`")
     ordered = sorted(enumerate(messages), key=lambda pair: (_index(pair[1], pair[0]), pair[0]))
     messages = [m for _, m in ordered]
     on_path, broken = _shown_thread(conversation, messages)
@@ -122,7 +110,7 @@ def _shown_thread(conversation: dict, messages: list[dict]) -> tuple[set[str], s
     parent_of = {m["uuid"]: _parent(m) for m in messages}
     try:
         tree_depths(parent_of)
-    except BrokenConversation as exc:
+    except Skip as exc:
         return every, str(exc).replace("`mapping`", "`chat_messages`")
     leaf = conversation.get("current_leaf_message_uuid")
     if leaf not in every:
@@ -193,7 +181,6 @@ def _message_rows(message: dict, position: int, on_path: bool, context: dict) ->
 
 def _row(context, source_id, sent_at, sender, is_owner, kind, text, extra) -> dict:
     return {
-        "source": NAME,
         "source_id": source_id,
         "account": context["account"],
         "conversation_id": context["conversation_id"],
@@ -203,7 +190,7 @@ def _row(context, source_id, sent_at, sender, is_owner, kind, text, extra) -> di
         "is_owner": is_owner,
         "kind": kind,
         "text": text,
-        "metadata": canonical_json({k: v for k, v in extra.items() if v is not None}),
+        "metadata": extra,
     }
 
 

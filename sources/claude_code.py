@@ -37,9 +37,8 @@ import orjson
 
 from etl.schemas import meta_text
 from etl.schemas.records import canonical_json
-from etl.schemas.tables import raw_frame
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
+from etl.sources.archive import InputFile
+from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source, to_batch
 from etl.sources.chat_common import utc_from_iso
 
 NAME = "claude-code"
@@ -49,7 +48,7 @@ BATCH_LINES = 5_000
 # the next run still gets its tool name; calls interrupted for good never get one.
 MAX_PENDING_TOOLS = 200
 
-_WHAT = f"Claude Code sessions: {DEFAULT_PROJECTS}, a project folder in it, or a session .jsonl"
+EXPECTED = f"Claude Code sessions: {DEFAULT_PROJECTS}, a project folder in it, or a session .jsonl"
 
 # Text Claude Code writes into `user` events on the person's behalf (interrupts, tool
 # denials, command echoes, injected context) is told by its shape, by the same
@@ -68,23 +67,19 @@ _BOM = b"\xef\xbb\xbf"
     help="Claude Code session logs (~/.claude/projects): your prompts, the assistant's replies, tool traffic.",
     paths="optional",
     default_paths=(DEFAULT_PROJECTS,),
+    expects=EXPECTED,
+    accept=lambda relpath: relpath.endswith(".jsonl"),
+    found="Claude Code sessions (*.jsonl)",
 )
 def read_claude_code(ctx: SourceContext) -> Iterator[Batch]:
-    files = list(input_files(ctx.paths, _is_session, what=_WHAT))
-    if not files:
-        where = ", ".join(str(p) for p in ctx.paths)
-        raise SourceError(f"{where}: no Claude Code sessions (*.jsonl) found; expected {_WHAT}")
     reader = SessionReader(ctx)
-    for file in files:
+    # Hashed as they are read: an unchanged session is not read again, nor hashed.
+    for file in ctx.inputs(record=False):
         if file.name.endswith(".json"):
             yield from reader.read_loglines(file)
         else:
             yield from reader.read_session(file)
     reader.finish()
-
-
-def _is_session(relpath: str) -> bool:
-    return relpath.endswith(".jsonl")
 
 
 # ----------------------------------------------------------------------------- state
@@ -144,7 +139,6 @@ class SessionReader:
         self.repeated = 0  # events copied into another session file (resumed sessions)
         self.skipped: Counter = Counter()  # events that carry nothing to land, by type
         self.held_back: list[str] = []  # files whose last line is still being written
-        self.recorded: set = set()  # inputs whose hash is in the run record
 
     # -- files
 
@@ -203,9 +197,9 @@ class SessionReader:
         try:
             data = orjson.loads(file.read_bytes())
         except orjson.JSONDecodeError as exc:
-            raise SourceError(f"{file.location}: not valid JSON ({exc}); expected {_WHAT}") from None
+            raise SourceError(f"{file.location}: not valid JSON ({exc}); expected {EXPECTED}") from None
         if not isinstance(data, dict) or not isinstance(data.get("loglines"), list):
-            raise SourceError(f"{file.location}: a JSON file without `loglines`; expected {_WHAT}")
+            raise SourceError(f"{file.location}: a JSON file without `loglines`; expected {EXPECTED}")
         self._record(file)
         origin = Origin(file, _project_of(file, self.ctx.paths), PurePosixPath(file.name).stem)
         state = FileState()
@@ -221,10 +215,7 @@ class SessionReader:
         yield self._batch(rows, quarantined, None, None, len(data["loglines"]))
 
     def _record(self, file: InputFile) -> None:
-        """Keep the hash of an input read (for a zip member, of its archive, once)."""
-        if file.path not in self.recorded:
-            self.recorded.add(file.path)
-            self.ctx.record_file(file.path)
+        self.ctx.record_inputs([file])
 
     def finish(self) -> None:
         if self.repeated:
@@ -256,14 +247,7 @@ class SessionReader:
         return previous
 
     def _batch(self, rows, quarantined, stream, state: FileState | None, seen: int) -> Batch:
-        self.ctx.progress(seen)
-        return Batch(
-            rows=raw_frame(rows),
-            quarantined=quarantined,
-            stream=stream,
-            watermark=state.watermark() if state else None,
-            seen=seen,
-        )
+        return to_batch(rows, quarantined, stream=stream, watermark=state.watermark() if state else None, seen=seen)
 
     # -- events
 
@@ -461,7 +445,6 @@ class SessionReader:
     def _row(self, base, source_id, kind, text, is_owner, sender, extra, reply_to=None) -> dict:
         meta = {k: v for k, v in {**base["meta"], **extra}.items() if v is not None}
         return {
-            "source": NAME,
             "source_id": source_id,
             "conversation_id": base["conversation_id"],
             "sent_at": base["sent_at"],
@@ -470,7 +453,7 @@ class SessionReader:
             "kind": kind,
             "text": text,
             "reply_to": reply_to,
-            "metadata": canonical_json(meta),
+            "metadata": meta,
         }
 
 

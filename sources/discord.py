@@ -26,26 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import (
-    Batch,
-    Param,
-    Quarantined,
-    SourceContext,
-    SourceError,
-    source,
-)
-from etl.sources.chat_common import (
-    OwnerMatcher,
-    batches,
-    load_json,
-    me_option,
-    payload,
-    record_inputs,
-    utc_from_iso,
-)
+from etl.sources.archive import InputFile
+from etl.sources.base import Quarantined, SourceContext, SourceError, payload, source
+from etl.sources.chat_common import utc_from_iso
 
-WHAT = "a DiscordChatExporter JSON export (guild, channel, messages; a file, a folder or a .zip)"
 MESSAGE_TYPES = {"Default", "Reply", "20", "23", "ChatInputCommand", "ContextMenuCommand"}
 OTHER_FORMATS = (".html", ".htm", ".txt", ".csv")
 
@@ -54,37 +38,35 @@ OTHER_FORMATS = (".html", ".htm", ".txt", ".csv")
     "discord",
     version=1,
     help="Discord: channel and DM exports from DiscordChatExporter (JSON format).",
-    params=(Param("me", "Your Discord user id or name, besides [owner] in corpus.toml."),),
+    expects="a DiscordChatExporter JSON export (guild, channel, messages; a file, a folder or a .zip)",
+    accept=lambda relpath: _accept(relpath),
+    found="DiscordChatExporter JSON",
+    owner_hint="your Discord user id or name",
 )
-def read_discord(ctx: SourceContext) -> Iterator[Batch]:
-    owner = OwnerMatcher(ctx.owner, me_option(ctx))
+def read_discord(ctx: SourceContext) -> Iterator[tuple]:
     given = {Path(p).expanduser() for p in ctx.paths}
     exports, skipped, other_formats = [], [], []
-    for file in input_files(ctx.paths, accept=_accept, what=WHAT):
+    for file in ctx.inputs(required=False):
         if file.name.lower().endswith(OTHER_FORMATS) or not file.name.lower().endswith(".json"):
             if file.member is None and file.path in given:
-                raise SourceError(f"{file.location}: not a JSON file; export again with --format Json: expected {WHAT}")
+                raise SourceError(f"{file.location}: not a JSON file; export again with --format Json: "
+                                  f"expected {ctx.expects}")  # fmt: skip
             other_formats.append(file)
             continue
-        data = load_json(file, WHAT)
+        data = ctx.load_json(file)
         if _is_export(data):
             exports.append((file, data))
         elif file.member is None and file.path in given:
-            raise SourceError(f"{file.location}: no guild, channel and messages; expected {WHAT}")
+            raise SourceError(f"{file.location}: no guild, channel and messages; expected {ctx.expects}")
         else:
             skipped.append(file)
     if not exports:
-        hint = " (found DiscordChatExporter HTML/TXT/CSV: export again with --format Json)" if other_formats else ""
-        raise SourceError(f"{', '.join(map(str, ctx.paths))}: no DiscordChatExporter JSON found{hint}; expected {WHAT}")
+        raise ctx.not_found(hint=" (found DiscordChatExporter HTML/TXT/CSV: export again with --format Json)"
+                            if other_formats else "")  # fmt: skip
     if skipped:
         ctx.note(f"skipped {len(skipped)} JSON file(s) that are not DiscordChatExporter exports, e.g. {skipped[0].location}")
-    record_inputs(ctx, (file for file, _ in exports))
-    yield from batches((_channel_rows(file, data, owner) for file, data in exports), ctx)
-    if note := owner.unmatched_note("export"):
-        ctx.note(note)
-    elif not owner.configured:
-        ctx.note("DiscordChatExporter does not say who exported: set --me (your user id) or [owner]; "
-                 "every message landed with is_owner unknown")
+    for file, data in exports:
+        yield _channel_rows(file, data, ctx.is_owner)
 
 
 def _accept(relpath: str) -> bool:
@@ -101,7 +83,7 @@ def _is_export(data: Any) -> bool:
     )
 
 
-def _channel_rows(file: InputFile, data: dict, owner: OwnerMatcher) -> tuple[list[dict], list[Quarantined]]:
+def _channel_rows(file: InputFile, data: dict, owner) -> tuple[list[dict], list[Quarantined]]:
     guild = data.get("guild") if isinstance(data.get("guild"), dict) else {}
     channel = data["channel"]
     channel_id = str(channel.get("id") or file.name)
@@ -133,7 +115,7 @@ def _channel_rows(file: InputFile, data: dict, owner: OwnerMatcher) -> tuple[lis
     return list(rows.values()), quarantined
 
 
-def _message_rows(message: dict, sent_at: datetime, context: dict, owner: OwnerMatcher) -> Iterator[dict]:
+def _message_rows(message: dict, sent_at: datetime, context: dict, owner) -> Iterator[dict]:
     source_id = str(message["id"])
     author = message.get("author") if isinstance(message.get("author"), dict) else {}
     kind = _kind(message, author)
@@ -163,8 +145,8 @@ def _message_rows(message: dict, sent_at: datetime, context: dict, owner: OwnerM
                 {k: a.get(k) for k in ("fileName", "url", "fileSizeBytes") if a.get(k) is not None}
                 for a in message.get("attachments") or []
                 if isinstance(a, dict)
-            ],
-            "stickers": [s.get("name") for s in message.get("stickers") or [] if isinstance(s, dict)],
+            ] or None,
+            "stickers": [s.get("name") for s in message.get("stickers") or [] if isinstance(s, dict)] or None,
             "embeds": len(message.get("embeds") or []) or None,
         },
     }

@@ -28,29 +28,11 @@ import re
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import (
-    Batch,
-    Param,
-    Quarantined,
-    SourceContext,
-    SourceError,
-    source,
-)
-from etl.sources.chat_common import (
-    OwnerMatcher,
-    RepeatCounter,
-    batches,
-    hashed_id,
-    load_json,
-    me_option,
-    payload,
-    record_inputs,
-)
+from etl.sources.archive import InputFile
+from etl.sources.base import Quarantined, SourceContext, SourceError, load_json, payload, source
+from etl.sources.chat_common import RepeatCounter, hashed_id
 
 WHAT = "a Google Takeout export of Google Chat (Google Chat/Groups/<group>/messages.json, a folder or the .zip)"
 GROUP_FILE = re.compile(r"(?:^|/)Groups/([^/]+)/(messages|group_info)\.json$")
@@ -130,61 +112,32 @@ def _zone(name: str | None, offset: str | None, value: str) -> tzinfo:
     "google-chat",
     version=1,
     help="Google Chat from Google Takeout (the .zip, its folder, or a messages.json).",
-    params=(
-        Param("me", "Your Google Chat email or name, besides [owner] in corpus.toml."),
-        Param("timezone", "Time zone of dates written without one, e.g. Europe/Paris (default UTC)."),
-    ),
+    expects=WHAT,
+    accept=lambda relpath: GROUP_FILE.search(relpath) is not None or USER_INFO.search(relpath) is not None,
+    found="Groups/<group>/messages.json",
+    owner_hint="your Google Chat email or name",
+    timezone=True,
 )
-def read_google_chat(ctx: SourceContext) -> Iterator[Batch]:
-    assumed = _assumed_zone(ctx.options.get("timezone"))
-    groups, user_infos = _find_files(ctx.paths)
-    record_inputs(ctx, [*user_infos, *(f for files in groups.values() for f in files.values())])
-    me = list(me_option(ctx))
+def read_google_chat(ctx: SourceContext) -> Iterator[tuple[list[dict], list[Quarantined]]]:
+    groups, user_infos = _find_files(ctx)
     for info in user_infos:
-        data = load_json(info, WHAT)
+        data = ctx.load_json(info)
         user = data.get("user") if isinstance(data, dict) else None
         if isinstance(user, dict) and user.get("email"):
-            me.append(user["email"])
+            ctx.owner_matcher.add(user["email"])
             ctx.note(f"owner taken from {info.location}: {user['email']}")
-    owner = OwnerMatcher(ctx.owner, me)
-    zoneless = 0
-
-    def conversations() -> Iterator[tuple[list[dict], list[Quarantined]]]:
-        nonlocal zoneless
-        for group, files in sorted(groups.items()):
-            if "messages" in files:
-                rows, quarantined, group_zoneless = _group_rows(group, files, owner, assumed)
-                zoneless += group_zoneless
-                yield rows, quarantined
-
-    yield from batches(conversations(), ctx)
-    if zoneless:
-        hint = " (--timezone)" if ctx.options.get("timezone") else "; pass --timezone (e.g. Europe/Paris) if that is wrong"
-        ctx.note(f"{zoneless} date(s) had no time zone and were read as {assumed}{hint}")
-    if note := owner.unmatched_note("export"):
-        ctx.note(note)
-    elif not owner.configured:
-        ctx.note("no user_info.json and no [owner] email: every message landed with is_owner unknown")
+    for group, files in sorted(groups.items()):
+        if "messages" in files:
+            rows, quarantined, zoneless = _group_rows(group, files, ctx.is_owner, ctx.zone)
+            ctx.zone_used = ctx.zone_used or zoneless > 0
+            yield rows, quarantined
 
 
-def _assumed_zone(name: str | None) -> tzinfo:
-    if not name:
-        return UTC
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SourceError(f"--timezone {name!r}: not a known time zone; expected a name such as Europe/Paris") from None
-
-
-def _find_files(paths: list[Path]) -> tuple[dict[str, dict[str, InputFile]], list[InputFile]]:
+def _find_files(ctx: SourceContext) -> tuple[dict[str, dict[str, InputFile]], list[InputFile]]:
     """group folder name -> {"messages": file, "group_info": file}, and user_info files."""
     groups: dict[str, dict[str, InputFile]] = defaultdict(dict)
     user_infos: list[InputFile] = []
-
-    def accept(relpath: str) -> bool:
-        return GROUP_FILE.search(relpath) is not None or USER_INFO.search(relpath) is not None
-
-    for file in input_files(paths, accept=accept, what=WHAT):
+    for file in ctx.inputs(required=False):
         where = file.member or file.path.as_posix()
         if USER_INFO.search(where):
             user_infos.append(file)
@@ -202,13 +155,14 @@ def _find_files(paths: list[Path]) -> tuple[dict[str, dict[str, InputFile]], lis
         sibling = given_alone.path.with_name("group_info.json") if given_alone and not given_alone.member else None
         if "group_info" not in files and sibling and sibling.is_file():
             files["group_info"] = InputFile(sibling, size=sibling.stat().st_size)
+            ctx.record_inputs([files["group_info"]])
     if not any("messages" in files for files in groups.values()):
-        raise SourceError(f"{', '.join(map(str, paths))}: no Groups/<group>/messages.json found; expected {WHAT}")
+        raise ctx.not_found()
     return groups, user_infos
 
 
 def _group_rows(
-    group: str, files: dict[str, InputFile], owner: OwnerMatcher, assumed: tzinfo
+    group: str, files: dict[str, InputFile], owner, assumed: tzinfo
 ) -> tuple[list[dict], list[Quarantined], int]:
     data = load_json(files["messages"], WHAT)
     location = files["messages"].location

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import base64
 import json
-import queue
 import sqlite3
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +68,7 @@ _NO_DB_HINT = "on a Mac it is ~/Library/Messages/chat.db and the terminal needs 
         ),
     ),
     paths="none",
+    read_ahead=True,
 )
 def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
     path = Path(ctx.options.get("db") or DEFAULT_DB).expanduser()
@@ -87,8 +86,7 @@ def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
                 "replaced or restored, so it is read again from the start (landed messages stay)"
             )
             after = 0
-        for batch in read_ahead(reader.batches(after_rowid=after)):
-            ctx.progress(batch.seen or 0)
+        for batch in reader.batches(after_rowid=after):
             batch.stream = stream
             yield batch
         if reader.replaced_text:
@@ -100,51 +98,6 @@ def read_imessage(ctx: SourceContext) -> Iterator[Batch]:
         if reader is not None and reader.arrow is not None:
             reader.arrow.close()
         con.close()
-
-
-def read_ahead(batches: Iterator[Batch], depth: int = 1) -> Iterator[Batch]:
-    """Yield from `batches`, producing up to `depth` batches ahead in a thread.
-
-    SQLite, Polars and the loader's DuckDB insert all release the GIL, so on two
-    cores reading the next batch overlaps with storing this one. Memory stays
-    bounded by `depth` batches; an error in the thread is raised here.
-    """
-    ready: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    finished = object()
-
-    def hand_over(item) -> bool:
-        while not stop.is_set():
-            try:
-                ready.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                if not hand_over(batch):
-                    return
-        except BaseException as exc:  # re-raised in the consuming thread
-            hand_over(exc)
-            return
-        hand_over(finished)
-
-    worker = threading.Thread(target=produce, name="imessage-reader", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = ready.get()
-            if item is finished:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 # ----------------------------------------------------------------------------- opening

@@ -38,11 +38,9 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path, PurePosixPath
 
-from etl.config import Owner
-from etl.schemas.records import canonical_json
-from etl.schemas.tables import raw_frame
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
+from etl.schemas.owner import Owner
+from etl.sources.archive import InputFile
+from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source, to_batch
 from etl.transforms.html_quotes import html_mail_text
 
 NAME = "email"
@@ -63,20 +61,18 @@ PST_MAGIC = b"!BDN"
     NAME,
     version=1,
     help="Email: mbox (Gmail Takeout), .eml, Apple Mail .emlx, Outlook .msg, or a folder or .zip of them.",
+    expects="an mbox file or email messages",
+    accept=lambda relpath: accepts_name(relpath),
 )
 def read_email(ctx: SourceContext) -> Iterator[Batch]:
     reader = MailReader(ctx)
     for path in ctx.paths:
         path = Path(path).expanduser()
-        found = False
-        for item in input_files([path], accept=accepts_name, what="an mbox file or email messages"):
-            found = True
-            if item.path not in reader.recorded:
-                reader.recorded.add(item.path)
-                ctx.record_file(item.path)
-            yield from reader.read(item, given=item.member is None and item.path == path)
+        found = ctx.inputs([path], required=False)
         if not found:
             raise SourceError(f"{path}: no email files in it; {EXPECTED}")
+        for item in found:
+            yield from reader.read(item, given=item.member is None and item.path == path)
     yield from reader.flush(force=True)
     if reader.skipped:
         ctx.note(f"{reader.skipped} file(s) without a mail suffix were not email and were skipped")
@@ -618,7 +614,6 @@ class MailReader:
     def __init__(self, ctx: SourceContext):
         self.ctx = ctx
         self.owner: Owner = ctx.owner or Owner()
-        self.recorded: set[Path] = set()
         self.skipped = 0
         self.rows: list[dict] = []
         self.quarantined: list[Quarantined] = []
@@ -703,13 +698,12 @@ class MailReader:
     def flush(self, force: bool = False) -> Iterator[Batch]:
         if not self.seen or (not force and len(self.rows) + len(self.quarantined) < BATCH_ROWS):
             return
-        batch = Batch(rows=raw_frame(self.rows), quarantined=self.quarantined, seen=self.seen)
+        batch = to_batch(self.rows, self.quarantined, seen=self.seen)
         self.rows, self.quarantined, self.seen = [], [], 0
         yield batch
 
     def _quarantine(self, location: str, reason: str, payload: bytes, source_id: str | None = None) -> None:
         self.seen += 1
-        self.ctx.progress(1)
         self.quarantined.append(
             Quarantined(location, reason, base64.b64encode(payload).decode("ascii"), source_id)
         )
@@ -724,7 +718,6 @@ class MailReader:
 
     def _add(self, raw: bytes, envelope: Envelope) -> None:
         self.seen += 1
-        self.ctx.progress(1)
         parsed = None
         errors = []
         for policy in (email.policy.default, email.policy.compat32):
@@ -746,7 +739,6 @@ class MailReader:
             )
             return
         if parsed.row is not None:
-            parsed.row["metadata"] = canonical_json(parsed.row["metadata"])
             self.rows.append(parsed.row)
         self.quarantined.extend(parsed.quarantined)
 
@@ -852,7 +844,6 @@ class MailReader:
         metadata["body"] = body_kind
         delivered = people("delivered-to")
         row = {
-            "source": NAME,
             "source_id": source_id,
             "account": delivered[0][1].lower() if delivered and delivered[0][1] else None,
             "conversation_id": conversation,

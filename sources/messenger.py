@@ -31,30 +31,12 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Iterator
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import (
-    Batch,
-    Param,
-    Quarantined,
-    SourceContext,
-    SourceError,
-    source,
-)
-from etl.sources.chat_common import (
-    OwnerMatcher,
-    RepeatCounter,
-    batches,
-    hashed_id,
-    load_json,
-    me_option,
-    payload,
-    record_inputs,
-    utc_from_unix,
-    utc_from_unix_ms,
-)
+from etl.sources.archive import InputFile
+from etl.sources.base import Quarantined, SourceContext, SourceError, load_json, payload, source
+from etl.sources.chat_common import RepeatCounter, hashed_id, utc_from_unix, utc_from_unix_ms
 
 WHAT = 'a "Download your information" JSON export (messages/inbox/<thread>/message_1.json, a folder or the .zip)'
 THREAD_FILE = re.compile(
@@ -77,8 +59,6 @@ GENERATED_SYSTEM = re.compile(
 APP_LINES = re.compile(r"You are now connected on Messenger\.?|Say hi to your new Facebook friend, .+\.")
 # Instagram wrote some reactions as messages of their own.
 GENERATED_REACTION = re.compile(r"Liked a message|Reacted .{1,16} to your message")
-
-_ME = Param("me", "Your display name as the export shows it, besides [owner] names in corpus.toml.")
 
 
 # A run of byte escapes, "\\u00c3\\u00a9". Whether its first backslash is itself
@@ -121,47 +101,40 @@ def _escaped(raw: bytes, at: int) -> bool:
     return (at - before) % 2 == 1
 
 
-def _read(ctx: SourceContext, name: str) -> Iterator[Batch]:
-    owner = OwnerMatcher(ctx.owner, me_option(ctx))
-    threads = _thread_files(ctx.paths)
-    record_inputs(ctx, (f for parts in threads.values() for files in parts.values() for f in files))
+def _read(ctx: SourceContext) -> Iterator[tuple[list[dict], list[Quarantined]]]:
+    threads = _thread_files(ctx)
     participants_by_thread: list[set[str]] = []
-
-    def conversations() -> Iterator[tuple[list[dict], list[Quarantined]]]:
-        for conversation_id, parts in sorted(threads.items()):
-            rows, quarantined, participants = _conversation(conversation_id, parts, owner)
-            participants_by_thread.append(participants)
-            yield rows, quarantined
-
-    yield from batches(conversations(), ctx)
-    if note := _owner_suggestion(participants_by_thread, owner, name):
+    for conversation_id, parts in sorted(threads.items()):
+        rows, quarantined, participants = _conversation(conversation_id, parts, ctx.is_owner)
+        participants_by_thread.append(participants)
+        yield rows, quarantined
+    if note := _owner_suggestion(participants_by_thread, ctx):
         ctx.note(note)
+        ctx.owner_noted = True
 
 
-@source(
-    "messenger",
-    version=1,
-    help="Facebook Messenger: the JSON of \"Download your information\" (folder or .zip).",
-    params=(_ME,),
-)
-def read_messenger(ctx: SourceContext) -> Iterator[Batch]:
-    return _read(ctx, "messenger")
+def _connector(name: str, app: str) -> None:
+    @source(
+        name,
+        version=1,
+        help=f"{app}: the JSON of \"Download your information\" (folder or .zip).",
+        expects=WHAT,
+        accept=lambda relpath: THREAD_FILE.search(relpath) is not None,
+        found="message_1.json",
+        owner_hint="your display name as the export shows it",
+    )
+    def read(ctx: SourceContext) -> Iterator[tuple[list[dict], list[Quarantined]]]:
+        return _read(ctx)
 
 
-@source(
-    "instagram",
-    version=1,
-    help="Instagram direct messages: the JSON of \"Download your information\" (folder or .zip).",
-    params=(_ME,),
-)
-def read_instagram(ctx: SourceContext) -> Iterator[Batch]:
-    return _read(ctx, "instagram")
+_connector("messenger", "Facebook Messenger")
+_connector("instagram", "Instagram direct messages")
 
 
 # ----------------------------------------------------------------------------- finding files
 
 
-def _thread_files(paths: list[Path]) -> dict[str, dict[tuple, list[InputFile]]]:
+def _thread_files(ctx: SourceContext) -> dict[str, dict[tuple, list[InputFile]]]:
     """conversation id -> {input root -> its files of that conversation}.
 
     Files are grouped per input root (a path given, or an archive), so the same
@@ -170,8 +143,8 @@ def _thread_files(paths: list[Path]) -> dict[str, dict[tuple, list[InputFile]]]:
     """
     threads: dict[str, dict[tuple, list[InputFile]]] = defaultdict(lambda: defaultdict(list))
     html: list[InputFile] = []
-    for index, root in enumerate(paths):
-        for file in input_files([root], accept=lambda rel: THREAD_FILE.search(rel) is not None, what=WHAT):
+    for index, root in enumerate(ctx.paths):
+        for file in ctx.inputs([root], required=False):
             where = file.member or file.path.as_posix()
             match = THREAD_FILE.search(where)
             if match and match.group(4) == "html":
@@ -190,7 +163,7 @@ def _thread_files(paths: list[Path]) -> dict[str, dict[tuple, list[InputFile]]]:
                 f"{html[0].location}: this download is in HTML format; request it again choosing "
                 "Format: JSON (Accounts Center > Your information and permissions > Download your information)"
             )
-        raise SourceError(f"{', '.join(map(str, paths))}: no message_1.json found; expected {WHAT}")
+        raise ctx.not_found()
     if "" in threads:
         _settle_single_files(threads)
     return threads
@@ -218,7 +191,7 @@ def _file_number(file: InputFile) -> int:
 
 
 def _conversation(
-    conversation_id: str, parts: dict[tuple, list[InputFile]], owner: OwnerMatcher
+    conversation_id: str, parts: dict[tuple, list[InputFile]], owner
 ) -> tuple[list[dict], list[Quarantined], set[str]]:
     rows: dict[str, dict] = {}
     quarantined: list[Quarantined] = []
@@ -271,7 +244,7 @@ def _box(file: InputFile) -> str | None:
 
 
 def _message_rows(
-    message: dict, thread: dict, owner: OwnerMatcher, ids: RepeatCounter, reaction_ids: RepeatCounter
+    message: dict, thread: dict, owner, ids: RepeatCounter, reaction_ids: RepeatCounter
 ) -> Iterator[dict]:
     sender = message.get("sender_name")
     content = message.get("content")
@@ -310,7 +283,8 @@ def _message_rows(
             "type": message.get("type"),
             "timestamp_ms": message["timestamp_ms"],
             "is_unsent": message.get("is_unsent") or None,
-            "media": {k: [item.get("uri") for item in message[k] if isinstance(item, dict)] for k, v in media.items() if v},
+            "media": {k: [item.get("uri") for item in message[k] if isinstance(item, dict)] for k, v in media.items() if v}
+            or None,
             "sticker": sticker.get("uri") if sticker else None,
             "share": share,
             "call_duration": message.get("call_duration"),
@@ -372,7 +346,8 @@ def _generated(tail: re.Pattern, content: str, sender: str | None) -> bool:
 # ----------------------------------------------------------------------------- who is the owner
 
 
-def _owner_suggestion(participants_by_thread: list[set[str]], owner: OwnerMatcher, name: str) -> str | None:
+def _owner_suggestion(participants_by_thread: list[set[str]], ctx: SourceContext) -> str | None:
+    owner = ctx.owner_matcher
     if owner.configured and owner.matched:
         return None
     named = [p for p in participants_by_thread if p]
@@ -381,12 +356,7 @@ def _owner_suggestion(participants_by_thread: list[set[str]], owner: OwnerMatche
         (candidate,) = in_every
         return (
             f"{candidate!r} takes part in all {len(named)} conversations: if that is you, add it to "
-            f"[owner] names in corpus.toml (or pass --me {candidate!r}) and run `etl ingest {name}` again "
+            f"[owner] names in corpus.toml (or pass --me {candidate!r}) and run `etl ingest {ctx.source.name}` again "
             "on a fresh warehouse; until then your messages are not marked as yours"
         )
-    return owner.unmatched_note("export") or (
-        None
-        if owner.configured
-        else "the export does not say which participant you are: set [owner] names in corpus.toml or --me; "
-        "every message landed with is_owner unknown"
-    )
+    return None

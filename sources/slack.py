@@ -33,23 +33,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import (
-    Batch,
-    Param,
-    Quarantined,
-    SourceContext,
-    SourceError,
-    source,
-)
-from etl.sources.chat_common import (
-    OwnerMatcher,
-    batches,
-    load_json,
-    me_option,
-    payload,
-    record_inputs,
-)
+from etl.sources.archive import InputFile
+from etl.sources.base import Quarantined, SourceContext, SourceError, load_json, payload, source
 
 WHAT = "a Slack workspace export (users.json, channels.json and <channel>/<YYYY-MM-DD>.json; the .zip or its folder)"
 LISTS = ("users.json", "channels.json", "groups.json", "dms.json", "mpims.json")
@@ -73,32 +58,23 @@ MARKUP = re.compile(r"<([^<>\n]+)>")
     "slack",
     version=1,
     help="Slack: a workspace export (the .zip or its folder).",
-    params=(Param("me", "Your Slack user id (e.g. U012AB3CD), handle, name or email, besides [owner] in corpus.toml."),),
+    expects=WHAT,
+    accept=lambda relpath: PurePosixPath(relpath).name in LISTS or DAY_FILE.search(relpath) is not None,
+    found="<channel>/<YYYY-MM-DD>.json day files",
+    owner_hint="your Slack user id (e.g. U012AB3CD), handle, name or email",
 )
-def read_slack(ctx: SourceContext) -> Iterator[Batch]:
-    exports = _find_exports(ctx.paths)
-    record_inputs(ctx, (f for export in exports.values() for f in export.files()))
-    owner = OwnerMatcher(ctx.owner, me_option(ctx))
-
-    def conversations() -> Iterator[tuple[list[dict], list[Quarantined]]]:
-        for _, export in sorted(exports.items()):
-            workspace = Workspace(export)
-            if not workspace.channels:
-                ctx.note(
-                    f"{export.where}: no channels.json: conversations are named by folder, so ids will "
-                    "differ from those of a complete export"
-                )
-            if not workspace.users:
-                ctx.note(f"{export.where}: no users.json: authors and mentions stay as user ids")
-            for folder, days in sorted(export.days.items()):
-                yield workspace.conversation_rows(folder, days, owner)
-
-    yield from batches(conversations(), ctx)
-    if note := owner.unmatched_note("export"):
-        ctx.note(note)
-    elif not owner.configured:
-        ctx.note("Slack exports do not say who downloaded them: set --me (your user id) or [owner]; "
-                 "every message landed with is_owner unknown")
+def read_slack(ctx: SourceContext) -> Iterator[tuple[list[dict], list[Quarantined]]]:
+    for _, export in sorted(_find_exports(ctx).items()):
+        workspace = Workspace(export)
+        if not workspace.channels:
+            ctx.note(
+                f"{export.where}: no channels.json: conversations are named by folder, so ids will "
+                "differ from those of a complete export"
+            )
+        if not workspace.users:
+            ctx.note(f"{export.where}: no users.json: authors and mentions stay as user ids")
+        for folder, days in sorted(export.days.items()):
+            yield workspace.conversation_rows(folder, days, ctx.is_owner)
 
 
 # ----------------------------------------------------------------------------- files
@@ -116,15 +92,11 @@ class Export:
         return [*self.lists.values(), *(f for days in self.days.values() for f in days)]
 
 
-def _find_exports(paths: list[Path]) -> dict[tuple, Export]:
+def _find_exports(ctx: SourceContext) -> dict[tuple, Export]:
     """Exports keyed by (archive, folder of their root), so two exports read together
     keep their own users and channels."""
     exports: dict[tuple, Export] = {}
-
-    def accept(relpath: str) -> bool:
-        return PurePosixPath(relpath).name in LISTS or DAY_FILE.search(relpath) is not None
-
-    for file in input_files(paths, accept=accept, what=WHAT):
+    for file in ctx.inputs(required=False):
         inner = PurePosixPath(file.member) if file.member else PurePosixPath(file.path.as_posix())
         container = str(file.path) if file.member else ""
         if inner.name in LISTS:
@@ -140,7 +112,7 @@ def _find_exports(paths: list[Path]) -> dict[tuple, Export]:
         else:
             export.days[inner.parent.name].append(file)
     if not any(export.days for export in exports.values()):
-        raise SourceError(f"{', '.join(map(str, paths))}: no <channel>/<YYYY-MM-DD>.json day files; expected {WHAT}")
+        raise ctx.not_found()
     return {key: export for key, export in exports.items() if export.days}
 
 
@@ -227,7 +199,7 @@ class Workspace:
     # ------------------------------------------------------------------------- rows
 
     def conversation_rows(
-        self, folder: str, days: list[InputFile], owner: OwnerMatcher
+        self, folder: str, days: list[InputFile], owner
     ) -> tuple[list[dict], list[Quarantined]]:
         channel_id, title, channel_type = self.channels.get(folder, (folder, folder, None))
         rows: dict[str, dict] = {}
@@ -247,7 +219,7 @@ class Workspace:
                     rows.setdefault(row["source_id"], row)
         return list(rows.values()), quarantined
 
-    def _message_rows(self, message: dict, sent_at: datetime, context: dict, owner: OwnerMatcher) -> Iterator[dict]:
+    def _message_rows(self, message: dict, sent_at: datetime, context: dict, owner) -> Iterator[dict]:
         channel_id = context["conversation_id"]
         source_id = f"{channel_id}:{message['ts']}"
         subtype = message.get("subtype")
@@ -292,8 +264,8 @@ class Workspace:
                 "reply_count": message.get("reply_count"),
                 "edited_ts": (message.get("edited") or {}).get("ts") if isinstance(message.get("edited"), dict) else None,
                 "bot_id": message.get("bot_id"),
-                "files": [_file_summary(f) for f in files if isinstance(f, dict)],
-                "attachments": [a.get("fallback") for a in message.get("attachments") or [] if isinstance(a, dict)],
+                "files": [_file_summary(f) for f in files if isinstance(f, dict)] or None,
+                "attachments": [a.get("fallback") for a in message.get("attachments") or [] if isinstance(a, dict)] or None,
                 "text_raw": message.get("text") if message.get("text") != text else None,
             },
         }

@@ -41,14 +41,7 @@ import polars as pl
 
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
-from etl.sources.base import (
-    Batch,
-    Param,
-    Quarantined,
-    SourceContext,
-    SourceError,
-    source,
-)
+from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, source
 
 DEFAULT_TABLE = "memory_turns"
 BATCH_ROWS = 5_000
@@ -389,7 +382,6 @@ class TurnReader:
                 "id_type": self.id_type,
             }
             batch.watermark = watermark
-            ctx.progress(len(rows))
             yield batch
 
         untimed = sql.SQL(
@@ -400,7 +392,6 @@ class TurnReader:
             without_time += len(rows)
             batch = self._batch(rows)
             batch.watermark = watermark
-            ctx.progress(len(rows))
             yield batch
 
         self._notes(ctx, cutoff, settle, without_time)

@@ -30,31 +30,15 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import orjson
 
 from etl.schemas.records import canonical_json
-from etl.schemas.tables import raw_frame
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import (
-    Batch,
-    Param,
-    Quarantined,
-    SourceContext,
-    SourceError,
-    source,
-)
-from etl.sources.whatsapp import (
-    OwnerMatcher,
-    decode_text,
-    describe_binary,
-    looks_like_whatsapp,
-    resolve_zone,
-    to_utc,
-)
+from etl.sources.archive import InputFile
+from etl.sources.base import UTF8_BOM, Quarantined, SourceContext, SourceError, recognise, source
+from etl.sources.chat_common import describe_binary
 
 EXPECTED = "a Telegram Desktop JSON export (result.json, its folder or a .zip of it)"
 # Keys that carry a message's media; kept in the metadata.
@@ -96,66 +80,35 @@ _PASSED_ON = ("forwarded_from", "saved_from", "via_bot", "author", "reply_to_pee
     "telegram",
     version=1,
     help="Telegram Desktop JSON export: result.json (every chat, or one), its folder or a .zip of it.",
-    params=(
-        Param("me", "Your Telegram display name, when the export does not say who you are (a one-chat export).",
-              multiple=True),
-        Param("timezone", "Time zone of the export's local dates, used only where date_unixtime is missing "
-                          "(IANA name). Default: this machine's."),
-    ),
+    expects=EXPECTED,
+    accept=lambda relpath: _is_export_file(relpath),
+    found="result.json",
+    owner_hint="your Telegram display name, when the export does not say who you are (a one-chat export)",
+    timezone=True,
 )
-def read_telegram(ctx: SourceContext) -> Iterator[Batch]:
-    owner = OwnerMatcher(ctx)
-    zone_state = _ZoneState(ctx)
-    recorded: set[Path] = set()
+def read_telegram(ctx: SourceContext) -> Iterator[tuple[list[dict], list[Quarantined]]]:
     unresolved = False
+    local_dates = [0]  # dates without date_unixtime, read in --timezone
     for path in ctx.paths:
-        found = list(input_files([path], accept=_is_export_file, what=EXPECTED))
+        found = ctx.inputs([path])
         exports = [f for f in found if not _is_html(f.member or f.path.name)]
         if not exports:
-            if found:
-                raise SourceError(
-                    f"{path}: is Telegram's HTML export; export again choosing the format "
-                    "“Machine-readable JSON”"
-                )
-            raise SourceError(f"{path}: no result.json in it; expected {EXPECTED}")
+            raise SourceError(f"{path}: is Telegram's HTML export; export again choosing the format "
+                              "“Machine-readable JSON”")  # fmt: skip
         for f in exports:
             data = _load(f)
-            unresolved = unresolved or (_owner_id(data) is None and not owner.known)
-            if f.path not in recorded:
-                ctx.record_file(f.path)
-                recorded.add(f.path)
-            for batch in _read_export(f, data, owner, zone_state):
-                ctx.progress(batch.rows.height)
-                yield batch
+            owner_id = _owner_id(data)
+            unresolved = unresolved or (owner_id is None and not ctx.owner_matcher.configured)
+            for chat, left in _chat_lists(data) if "messages" not in data else [(data, False)]:
+                yield _ChatReader(f, chat, left, owner_id, ctx, local_dates).rows()
+    ctx.owner_noted = True  # said here: the export itself may name the owner
     if unresolved:
         ctx.note(
             "the export does not say who you are (no personal_information) and no owner name is configured, "
             "so no message is marked as yours; pass --me NAME"
         )
-    if zone_state.used:
-        ctx.note(
-            f"{zone_state.used} Telegram date(s) had no date_unixtime and were read as {zone_state.name}"
-            + ("" if zone_state.chosen else " (this machine's zone; pass --timezone to read them in another)")
-        )
-
-
-class _ZoneState:
-    """The zone for local dates, resolved only when a date needs it."""
-
-    def __init__(self, ctx: SourceContext):
-        self._ctx = ctx
-        self.zone: ZoneInfo | None = None
-        self.name = ""
-        self.chosen = False
-        self.used = 0
-        if ctx.options.get("timezone"):
-            self.zone, self.name, self.chosen = resolve_zone(ctx)  # a wrong name fails at once
-
-    def to_utc(self, local: datetime) -> datetime:
-        if self.zone is None:
-            self.zone, self.name, self.chosen = resolve_zone(self._ctx)
-        self.used += 1
-        return to_utc(local, self.zone)
+    if local_dates[0]:
+        ctx.note(f"{local_dates[0]} Telegram date(s) had no date_unixtime and were read as {ctx.zone_name}")
 
 
 def _is_export_file(relpath: str) -> bool:
@@ -179,14 +132,13 @@ def _load(f: InputFile) -> dict[str, Any]:
             f"{f.location}: is Telegram's HTML export; export again choosing the format “Machine-readable JSON”"
         )
     try:
-        data = orjson.loads(raw[3:] if raw.startswith(b"\xef\xbb\xbf") else raw)
+        data = orjson.loads(raw.removeprefix(UTF8_BOM))
     except orjson.JSONDecodeError as exc:
-        text = decode_text(raw[:8192])[0]
-        if looks_like_whatsapp(text):
+        if other := recognise(raw[:8192], but="telegram"):
             raise SourceError(
-                f"{f.location}: is a WhatsApp chat export, not Telegram's; use `etl ingest whatsapp`"
+                f"{f.location}: is {other.expects.split(' (')[0]}, not Telegram's; use `etl ingest {other.name}`"
             ) from None
-        if not text.lstrip("\ufeff \t\r\n").startswith(("{", "[")):
+        if raw.removeprefix(UTF8_BOM).lstrip()[:1] not in (b"{", b"["):
             raise SourceError(f"{f.location}: is not JSON; expected {EXPECTED}") from None
         raise SourceError(
             f"{f.location}: is not complete JSON ({exc}); the file looks truncated or damaged: "
@@ -212,14 +164,6 @@ def _chat_lists(data: dict[str, Any]) -> list[tuple[dict[str, Any], bool]]:
     return chats
 
 
-def _read_export(f: InputFile, data: dict[str, Any], owner: OwnerMatcher, zones: _ZoneState) -> Iterator[Batch]:
-    owner_id = _owner_id(data)
-    chats = _chat_lists(data) if "messages" not in data else [(data, False)]
-    for chat, left in chats:
-        reader = _ChatReader(f, chat, left, owner_id, owner, zones)
-        yield reader.batch()
-
-
 def _owner_id(data: dict[str, Any]) -> str | None:
     """The owner as `from_id` writes them, from a whole-account export's personal_information."""
     personal = data.get("personal_information")
@@ -232,9 +176,9 @@ class _ChatReader:
     """Rows of one chat."""
 
     def __init__(self, f: InputFile, chat: dict[str, Any], left: bool, owner_id: str | None,
-                 owner: OwnerMatcher, zones: _ZoneState):
+                 ctx: SourceContext, local_dates: list[int]):
         self.f, self.chat, self.left = f, chat, left
-        self.owner_id, self.owner, self.zones = owner_id, owner, zones
+        self.owner_id, self.ctx, self.local_dates = owner_id, ctx, local_dates
         name = chat.get("name")
         if chat.get("type") == "saved_messages" and not name:
             name = "Saved Messages"
@@ -245,7 +189,7 @@ class _ChatReader:
         self.conversation_id = self.key
         self.repeats: Counter[str] = Counter()
 
-    def batch(self) -> Batch:
+    def rows(self) -> tuple[list[dict], list[Quarantined]]:
         rows: list[dict[str, Any]] = []
         quarantined: list[Quarantined] = []
         messages = self.chat.get("messages")
@@ -266,7 +210,7 @@ class _ChatReader:
                 rows.extend(self._rows(message))
             except (TypeError, ValueError, KeyError, OverflowError) as exc:
                 quarantined.append(Quarantined(where, f"cannot be read: {exc}", _payload(message)))
-        return Batch(rows=raw_frame(rows), quarantined=quarantined)
+        return rows, quarantined
 
     # ------------------------------------------------------------------ one message
 
@@ -285,13 +229,14 @@ class _ChatReader:
             return str(peer_id) == self.owner_id
         if self.chat.get("type") == "saved_messages":
             return True
-        return self.owner(name if isinstance(name, str) else None)
+        return self.ctx.is_owner(name if isinstance(name, str) else None)
 
     def _sent_at(self, unixtime: Any, local: Any) -> datetime | None:
         if unixtime not in (None, ""):
             return datetime.fromtimestamp(int(unixtime), UTC)
         if isinstance(local, str) and local:
-            return self.zones.to_utc(datetime.fromisoformat(local).replace(tzinfo=None))
+            self.local_dates[0] += 1
+            return self.ctx.to_utc(datetime.fromisoformat(local).replace(tzinfo=None))
         return None
 
     def _rows(self, message: dict[str, Any]) -> list[dict[str, Any]]:
@@ -345,7 +290,7 @@ class _ChatReader:
             "kind": kind,
             "text": text if text or kind == "text" else None,
             "reply_to": f"{self.key}:{reply}" if reply is not None else None,
-            "metadata": canonical_json(metadata),
+            "metadata": metadata,
         }
         return [row, *self._reaction_rows(source_id, reactions)]
 
@@ -378,7 +323,7 @@ class _ChatReader:
                         "kind": "reaction",
                         "text": reaction.get("emoji"),
                         "reply_to": target,
-                        "metadata": canonical_json(metadata),
+                        "metadata": metadata,
                     }
                 )
         return rows

@@ -62,18 +62,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from etl.errors import quote
-from etl.schemas.records import canonical_json
-from etl.schemas.tables import raw_frame
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import (
-    Batch,
-    Param,
-    Quarantined,
-    SourceContext,
-    SourceError,
-    source,
-)
+from etl.schemas.errors import quote
+from etl.sources.archive import InputFile
+from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, source, to_batch
 
 SUFFIXES = (".txt", ".srt", ".vtt", ".sbv")
 # Turns from subtitles join cues with a space: cue and line breaks are where a
@@ -797,9 +788,11 @@ def merge_turns(cues: Iterable[Cue], joiner: str = SUBTITLE_JOINER) -> list[Turn
             "Default: the date in the file, else its modification time.",
         ),
     ),
+    expects="a transcript (.txt, .srt, .vtt, .sbv)",
+    accept=lambda relpath: PurePosixPath(relpath).suffix.lower() in SUFFIXES,
 )
 def read_transcripts(ctx: SourceContext) -> Iterator[Batch]:
-    files = _files(ctx.paths)
+    files = [f for path in ctx.paths for f in _files(ctx, path)]
     recorded_at = _option_datetime(ctx.options.get("recorded_at"))
     if recorded_at is not None and len(files) > 1:
         raise SourceError(
@@ -808,14 +801,10 @@ def read_transcripts(ctx: SourceContext) -> Iterator[Batch]:
         )
     labels = _label_mapping(ctx.options.get("labels"))
     me = _as_labels(ctx.options.get("me"))
-    recorded: set[str] = set()
     bases: dict[str, list[str]] = {}
     unlabelled: list[str] = []
     zoneless: list[str] = []
     for f in files:
-        if str(f.path) not in recorded:
-            ctx.record_file(f.path)
-            recorded.add(str(f.path))
         transcript = parse_transcript(f.read_bytes(), f.location)
         if transcript.encoding_note:
             ctx.note(transcript.encoding_note)
@@ -829,7 +818,6 @@ def read_transcripts(ctx: SourceContext) -> Iterator[Batch]:
         if not speakers:
             unlabelled.append(f.name)
         _note_changes(ctx, f, transcript, owner_used)
-        ctx.progress(len(transcript.cues) + len(transcript.problems))
         yield batch
     _note_bases(ctx, bases)
     if zoneless:
@@ -841,18 +829,11 @@ def read_transcripts(ctx: SourceContext) -> Iterator[Batch]:
         )
 
 
-def _files(paths) -> list[InputFile]:
-    files = []
-    for path in paths:
-        found = list(input_files([path], accept=_is_transcript_name, what="a transcript (.txt, .srt, .vtt, .sbv)"))
-        if not found:
-            raise SourceError(f"{path}: no transcript files in it; expected .txt, .srt, .vtt or .sbv files")
-        files.extend(found)
-    return files
-
-
-def _is_transcript_name(relpath: str) -> bool:
-    return PurePosixPath(relpath).suffix.lower() in SUFFIXES
+def _files(ctx: SourceContext, path) -> list[InputFile]:
+    found = ctx.inputs([path], required=False)
+    if not found:
+        raise SourceError(f"{path}: no transcript files in it; expected .txt, .srt, .vtt or .sbv files")
+    return found
 
 
 def _option_datetime(value: Any) -> datetime | None:
@@ -982,7 +963,6 @@ def _batch(
             metadata["speaker_carried_cues"] = carried
         rows.append(
             {
-                "source": "transcript",
                 "source_id": f"{conversation}:{number:06d}",
                 "conversation_id": conversation,
                 "conversation_title": title,
@@ -992,7 +972,7 @@ def _batch(
                 "is_owner": (turn.speaker in owner) if (owner and turn.speaker) else None,
                 "kind": "text",
                 "text": turn.text,
-                "metadata": canonical_json(metadata),
+                "metadata": metadata,
             }
         )
     quarantined = [
@@ -1004,7 +984,7 @@ def _batch(
         for p in transcript.problems
     ]
     watermark = {"sha256": transcript.digest, "owner": sorted(owner)}
-    batch = Batch(rows=raw_frame(rows), quarantined=quarantined, stream=_stream(f), watermark=watermark)
+    batch = to_batch(rows, quarantined, stream=_stream(f), watermark=watermark)
     return batch, sorted(owner), speakers
 
 

@@ -41,7 +41,6 @@ import calendar
 import functools
 import hashlib
 import itertools
-import os
 import re
 import unicodedata
 from collections import Counter
@@ -50,19 +49,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from etl.schemas.records import canonical_json
 from etl.schemas.tables import raw_frame
-from etl.sources.archive import InputFile, input_files
-from etl.sources.base import (
-    Batch,
-    Param,
-    Quarantined,
-    SourceContext,
-    SourceError,
-    source,
-)
+from etl.sources.archive import InputFile
+from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, me_option, metadata_json, source
+from etl.sources.chat_common import decode_text, describe_binary, looks_like_json
 
 # Past this share of lines it could not place, a file is refused rather than half-read.
 MAX_UNPLACED_SHARE = 0.01
@@ -515,50 +507,6 @@ def _is_whatsapp_name(relpath: str) -> bool:
     return name.lower() == "_chat.txt" or _title_from(PurePosixPath(relpath).stem) is not None
 
 
-# ----------------------------------------------------------------------------- bytes to text
-
-_MAGIC = (
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"GIF8", "a GIF image"),
-    (b"%PDF", "a PDF document"),
-    (b"SQLite format 3", "a SQLite database"),
-    (b"PK\x03\x04", "a zip archive"),
-    (b"RIFF", "a media file"),
-    (b"OggS", "an audio file"),
-)
-
-
-def describe_binary(head: bytes) -> str | None:
-    """What a file is when it is clearly not text (for error messages), else None."""
-    for magic, what in _MAGIC:
-        if head.startswith(magic):
-            return what
-    if head[4:8] == b"ftyp":
-        return "a video or image file"
-    if b"\x00" in head[:4096] and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "a binary file"
-    return None
-
-
-def decode_text(data: bytes) -> tuple[str, bool]:
-    """The file's text and whether undecodable bytes had to be replaced."""
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # saved again by a Windows editor
-        try:
-            return data.decode("utf-16"), False
-        except UnicodeDecodeError:
-            return data.decode("utf-16", errors="replace"), True
-    try:
-        return data.decode("utf-8-sig"), False
-    except UnicodeDecodeError:
-        return data.decode("utf-8-sig", errors="replace"), True
-
-
-def looks_like_json(text: str) -> bool:
-    head = text.lstrip("\ufeff \t\r\n")[:64]
-    return head.startswith("{") or re.match(r"\[\s*[\[{\"\]]", head) is not None
-
-
 def looks_like_whatsapp(text: str) -> bool:
     """Whether the first non-blank line is a WhatsApp message header."""
     for line in split_lines(text[:4096]):
@@ -567,37 +515,7 @@ def looks_like_whatsapp(text: str) -> bool:
     return False
 
 
-# ----------------------------------------------------------------------------- owner and time
-
-
-class OwnerMatcher:
-    """Tells whether an author is the owner: `--me` names when given, else the config."""
-
-    def __init__(self, ctx: SourceContext):
-        forced = ctx.options.get("me") or ()
-        self.forced = tuple(n for n in ([forced] if isinstance(forced, str) else forced) if n and n.strip())
-        self.owner = ctx.owner
-        configured = (*getattr(self.owner, "names", ()), *getattr(self.owner, "phones", ()))
-        self.known = bool(self.forced) or bool(configured) or bool(getattr(self.owner, "handles", ()))
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return self.forced or tuple(getattr(self.owner, "names", ()))
-
-    def __call__(self, name: str | None) -> bool | None:
-        if not self.known:
-            return None
-        if not name:
-            return False
-        name = _clean_name(name)
-        if self.forced:
-            return any(name.casefold() == n.strip().casefold() for n in self.forced)
-        if self.owner.matches(name):
-            return True
-        digits = re.sub(r"\D", "", name)
-        if re.fullmatch(r"\+?[\d\s\-().]{7,}", name) and digits:
-            return any(re.sub(r"\D", "", p) == digits for p in getattr(self.owner, "phones", ()))
-        return False
+# ----------------------------------------------------------------------------- owner
 
 
 def _clean_name(name: str) -> str:
@@ -608,51 +526,6 @@ def _clean_name(name: str) -> str:
     return name
 
 
-def local_zone_name() -> str:
-    """This machine's IANA time zone name; UTC when it cannot be told."""
-    candidates = [os.environ.get("TZ", "").lstrip(":")]
-    try:
-        target = os.path.realpath("/etc/localtime")
-        at = target.rfind("zoneinfo/")
-        if at >= 0:
-            name = target[at + len("zoneinfo/") :]
-            candidates.append(name.removeprefix("posix/").removeprefix("right/"))
-    except OSError:
-        pass
-    try:
-        candidates.append(Path("/etc/timezone").read_text().strip())
-    except OSError:
-        pass
-    for name in candidates:
-        if name and _zone(name) is not None:
-            return name
-    return "UTC"
-
-
-def _zone(name: str) -> ZoneInfo | None:
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        return None
-
-
-def resolve_zone(ctx: SourceContext) -> tuple[ZoneInfo, str, bool]:
-    """The zone local times are read in, its name, and whether the user chose it."""
-    chosen = ctx.options.get("timezone")
-    if chosen:
-        zone = _zone(str(chosen))
-        if zone is None:
-            raise SourceError(f"unknown time zone {chosen!r}; expected an IANA name such as Europe/Berlin or America/New_York")
-        return zone, str(chosen), True
-    name = local_zone_name()
-    return ZoneInfo(name), name, False
-
-
-def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
-    """A naive local time in `zone` as UTC (the earlier reading of a repeated hour)."""
-    return local.replace(tzinfo=zone).astimezone(UTC)
-
-
 # ----------------------------------------------------------------------------- the connector
 
 
@@ -660,53 +533,43 @@ def to_utc(local: datetime, zone: ZoneInfo) -> datetime:
     "whatsapp",
     version=1,
     help="WhatsApp chat exports: the .txt from “Export chat”, the .zip with it, or a folder of them.",
-    params=(
-        Param("me", "Your name as it appears in the chat (overrides the config's owner names).", multiple=True),
-        Param("timezone", "Time zone the export's times are in (IANA name, e.g. Europe/Berlin). Default: this machine's."),
-        Param("date_order", "Date order of the headers when the file cannot tell: dmy, mdy or ymd."),
-    ),
+    params=(Param("date_order", "Date order of the headers when the file cannot tell: dmy, mdy or ymd."),),
+    expects=EXPECTED,
+    accept=lambda relpath: relpath.lower().endswith(".txt"),
+    owner_hint="your name as it appears in the chat",
+    looks_like=lambda head: describe_binary(head) is None and looks_like_whatsapp(decode_text(head)[0]),
+    timezone=True,
 )
 def read_whatsapp(ctx: SourceContext) -> Iterator[Batch]:
     forced_order = _date_order_option(ctx.options.get("date_order"))
-    zone, zone_name, chosen = resolve_zone(ctx)
-    owner = OwnerMatcher(ctx)
     given = {Path(p).expanduser() for p in ctx.paths}
-    recorded: set[Path] = set()
-    found = skipped = 0
+    skipped = 0
     authors_seen: Counter[str] = Counter()
     for path in ctx.paths:
         in_path = 0
-        for f in input_files([path], accept=lambda rel: rel.lower().endswith(".txt"), what=EXPECTED):
+        for f in ctx.inputs([path], required=False, record=False):
             data = f.read_bytes()
             named = f.member is None and f.path in given or _is_whatsapp_name(f.member or f.path.name)
             if not named and not _is_chat(data):
                 skipped += 1  # a .txt attachment saved beside the chat
                 continue
             text, replaced = _text_of(f, data)
-            if f.path not in recorded:
-                ctx.record_file(f.path)
-                recorded.add(f.path)
+            ctx.record_inputs([f])
             if replaced:
                 ctx.note(f"{f.location}: not valid UTF-8; undecodable bytes became U+FFFD")
-            batch, authors = _read_chat(ctx, f, text, forced_order, zone, owner)
+            batch, authors = _read_chat(ctx, f, text, forced_order)
             authors_seen.update(authors)
-            found += 1
             in_path += 1
-            ctx.progress(batch.rows.height)
             yield batch
         if in_path == 0:
             raise SourceError(f"{path}: no WhatsApp chat in it; expected {EXPECTED}")
-    if found and not chosen:
-        ctx.note(
-            f"WhatsApp exports carry no time zone: times were read as {zone_name} (this machine's zone); "
-            "pass --timezone to read them in another"
-        )
     if skipped:
         ctx.note(f"skipped {skipped} .txt file(s) that are not chats (attachments saved with the export)")
-    if not owner.known:
+    ctx.owner_noted = True  # said here, with the authors the chats name
+    if not ctx.owner_matcher.configured:
         common = ", ".join(f"{name} ({n})" for name, n in authors_seen.most_common(5))
         ctx.note(f"no owner name configured, so no message is marked as yours; authors: {common}; pass --me NAME")
-    elif not owner.forced and authors_seen and not any(owner(a) for a in authors_seen):
+    elif authors_seen and not ctx.owner_matcher.matched:
         common = ", ".join(name for name, _ in authors_seen.most_common(5))
         ctx.note(f"none of the authors is one of your configured names ({common}); pass --me NAME")
 
@@ -740,12 +603,10 @@ def _text_of(f: InputFile, data: bytes) -> tuple[str, bool]:
     return text, replaced
 
 
-def _read_chat(
-    ctx: SourceContext, f: InputFile, text: str, forced_order: str | None, zone: ZoneInfo, owner: OwnerMatcher
-) -> tuple[Batch, Counter[str]]:
+def _read_chat(ctx: SourceContext, f: InputFile, text: str, forced_order: str | None) -> tuple[Batch, Counter[str]]:
     if not text.strip():
         raise SourceError(f"{f.location}: is empty; expected {EXPECTED}")
-    chat = parse_chat(text, forced_order, known_authors=owner.names)
+    chat = parse_chat(text, forced_order, known_authors=(*me_option(ctx), *getattr(ctx.owner, "names", ())))
     _check_unplaced(f, chat, forced_order)
     title = chat_title(f)
     if title is None:
@@ -767,7 +628,7 @@ def _read_chat(
         )
     key = conversation_key(title, chat)
     conversation_id = "whatsapp:" + _digest(key, length=16)
-    rows, authors = _rows(chat, conversation_id, title, zone, owner)
+    rows, authors = _rows(chat, conversation_id, title, ctx)
     quarantined = []
     if chat.before:
         quarantined.append(
@@ -797,9 +658,7 @@ def _check_unplaced(f: InputFile, chat: ParsedChat, forced_order: str | None) ->
         )
 
 
-def _rows(
-    chat: ParsedChat, conversation_id: str, title: str | None, zone: ZoneInfo, owner: OwnerMatcher
-) -> tuple[dict[str, list], Counter[str]]:
+def _rows(chat: ParsedChat, conversation_id: str, title: str | None, ctx: SourceContext) -> tuple[dict[str, list], Counter[str]]:
     columns: dict[str, list] = {
         name: [] for name in ("source_id", "sent_at", "sender", "is_owner", "kind", "text", "metadata")
     }
@@ -811,7 +670,7 @@ def _rows(
         author, text = message.author, message.text
         if author is not None and author not in names:
             clean = _clean_name(author)
-            names[author] = (clean, owner(clean), bool(_SYSTEM_IN_AUTHOR.search(author)))
+            names[author] = (clean, ctx.is_owner(clean), bool(_SYSTEM_IN_AUTHOR.search(author)))
         if author is not None and names[author][2]:
             author, text = None, f"{author}: {text}"  # 'X changed the subject from "A: b"'
         kind, metadata = classify(author, text)
@@ -823,7 +682,7 @@ def _rows(
             authors[name] += 1
         metadata["line"], metadata["local_time"] = message.line, local_iso
         columns["source_id"].append(base if repeats[base] == 1 else f"{base}-{repeats[base]}")
-        columns["sent_at"].append(to_utc(message.local_time, zone))
+        columns["sent_at"].append(ctx.to_utc(message.local_time))
         columns["sender"].append(name)
         # System lines are written by WhatsApp, not by a person in the chat.
         columns["is_owner"].append(False if kind == "system" else is_owner)
@@ -832,10 +691,9 @@ def _rows(
             # A captioned file: the placeholder line is the export's, the caption the person's.
             text = text.partition("\n")[2].strip("\n")
         columns["text"].append(text)
-        columns["metadata"].append(canonical_json(metadata))
+        columns["metadata"].append(metadata_json(metadata))
     height = len(columns["source_id"])
     columns.update(
-        source=["whatsapp"] * height,
         conversation_id=[conversation_id] * height,
         conversation_title=[title] * height,
         sender_name=columns["sender"],

@@ -39,7 +39,8 @@ SAMPLES = {
     "messenger": ("messenger", DATA / "messenger", {}, JORDAN),
     "instagram": ("instagram", DATA / "instagram", {}, JORDAN),
     # The owner comes from the export's own Users/*/user_info.json.
-    "google_chat": ("google-chat", DATA / "google_chat" / "Takeout", {}, Owner()),
+    # Zoneless dates are read in --timezone, else in this machine's zone: pinned for the golden rows.
+    "google_chat": ("google-chat", DATA / "google_chat" / "Takeout", {"timezone": "UTC"}, Owner()),
     "slack": ("slack", DATA / "slack" / "export", {"me": "U01JORDAN"}, Owner()),
     "discord": ("discord", DATA / "discord" / "export", {"me": "111111111111111111"}, Owner()),
 }
@@ -560,15 +561,23 @@ def test_google_chat_keeps_earlier_versions_as_superseded(google_rows):
     assert meta(earlier)["superseded"] is True and "superseded" not in meta(current)
 
 
-def test_google_chat_zoneless_dates_use_timezone_and_say_so():
-    rows, quarantined, notes = read_sample("google_chat")
+def test_google_chat_zoneless_dates_use_timezone_and_say_so(monkeypatch):
+    # Without --timezone, as for every source: this machine's zone, said once.
+    monkeypatch.setenv("TZ", "America/New_York")
+    rows, quarantined, notes = read("google-chat", SAMPLES["google_chat"][1])
     late = one(rows, text="Morning! Running 5 minutes late")
-    assert late["sent_at"] == datetime(2024, 1, 16, 9, 0, tzinfo=UTC)
-    assert any("1 date(s) had no time zone and were read as UTC" in n for n in notes)
+    assert late["sent_at"] == datetime(2024, 1, 16, 14, 0, tzinfo=UTC)
+    assert [n for n in notes if "America/New_York" in n] == [
+        "times written without a zone were read as America/New_York (this machine's zone); "
+        "pass --timezone to read them in another"
+    ]
+    monkeypatch.setenv("TZ", "UTC")
+    rows, _, notes = read("google-chat", SAMPLES["google_chat"][1])
+    assert one(rows, text="Morning! Running 5 minutes late")["sent_at"] == datetime(2024, 1, 16, 9, 0, tzinfo=UTC)
     paris, _, notes = read("google-chat", SAMPLES["google_chat"][1], options={"timezone": "Europe/Paris"})
     assert one(paris, text="Morning! Running 5 minutes late")["sent_at"] == datetime(2024, 1, 16, 8, 0, tzinfo=UTC)
     assert one(paris, text="Sure, 12:30 works")["sent_at"] == datetime(2024, 1, 15, 15, 5, 10, tzinfo=UTC)
-    assert any("read as Europe/Paris" in n for n in notes)
+    assert not any("zone" in n for n in notes)  # chosen, so nothing to say
     # The German date is not read: quarantined, not guessed.
     assert [q.reason for q in quarantined] == ["unrecognised date 'Dienstag, 16. Januar 2024 um 09:05:00 UTC'"]
     assert quarantined[0].source_id == "7aBcD3fGhIk/y8U1vBn3mQw/y8U1vBn3mQw"

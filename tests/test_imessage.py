@@ -562,7 +562,7 @@ def test_a_replaced_database_is_read_again(tmp_path):
 
 
 def test_read_ahead_keeps_order_raises_errors_and_stops_when_closed():
-    from etl.sources.imessage import read_ahead
+    from etl.sources.base import read_ahead_of as read_ahead
 
     assert list(read_ahead(iter(range(10)))) == list(range(10))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from etl.errors import EtlError
+from etl.schemas.errors import EtlError
 
 INSTALL_HINT = "pip install 'etl-voice[train]'"
 

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from etl.errors import EtlError
+from etl.schemas.errors import EtlError
 
 # Seed 001, "Evaluation Protocol".
 PROMPTS = (

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from etl.errors import EtlError
+from etl.schemas.errors import EtlError
 from etl.train import presets
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from etl.errors import EtlError
+from etl.schemas.errors import EtlError
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 

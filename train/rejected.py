@@ -18,11 +18,11 @@ from typing import Any
 
 import polars as pl
 
-from etl.errors import EtlError
+from etl.schemas.errors import EtlError
 from etl.schemas import REJECTED_ANSWERS
 from etl.schemas.records import canonical_json, prompt_key
 from etl.train.mlx_config import model_ref
-from etl.versions import verify_version
+from etl.schemas.hashing import verify_version
 from etl.warehouse import insert_frame, open_warehouse
 
 Messages = list[dict[str, str]]

@@ -21,12 +21,12 @@ from typing import Any
 
 import polars as pl
 
-from etl.errors import EtlError
-from etl.paths import etl_home, owner_only
+from etl.schemas.errors import EtlError
+from etl.schemas.paths import etl_home, owner_only
 from etl.schemas import TRAIN_RUNS
 from etl.schemas.records import canonical_json
 from etl.train import mlx_config, presets, runner
-from etl.versions import verify_version
+from etl.schemas.hashing import verify_version
 from etl.warehouse import insert_frame, open_warehouse
 
 SPLITS = ("train", "valid", "test")

@@ -18,9 +18,9 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from etl.errors import EtlError, WarehouseLocked
-from etl.paths import owner_only
 from etl.schemas import BUILD_CUTS, PROSE_TABLES, TABLES, Table
+from etl.schemas.errors import EtlError, WarehouseLocked
+from etl.schemas.paths import owner_only
 
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = []
 migration = MIGRATIONS.append
