@@ -513,7 +513,7 @@ def test_a_truncated_export_lands_nothing(tmp_path):
         result = cli_run(warehouse, "ingest", source, str(path))
         assert result.exit_code != 0 and "Traceback" not in result.output
         lines = result.output.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"etl: error: {path}: not valid JSON")
+        assert len(lines) == 1 and lines[0].startswith(f"etl: error: {path}: truncated JSON")
         assert "truncated or damaged" in lines[0]
         assert not warehouse.exists()
 

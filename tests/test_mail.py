@@ -546,7 +546,7 @@ def test_mail_parser_address_headers(relpath, sender, sender_name, to, cc):
 
 def test_mail_parser_charsets_html_and_bulk():
     rows, _, _ = read(shared_fixture("mbox/mail-parser"))
-    by_file = {json.loads(m)["message_id"]: (k, t, json.loads(m)) for m, k, t in rows.select("metadata", "kind", "text").iter_rows()}
+    by_file = {json.loads(m).get("message_id"): (k, t, json.loads(m)) for m, k, t in rows.select("metadata", "kind", "text").iter_rows()}
     _, text, meta = by_file["5AF385F77A53C2509D46E44914A76433@ljhw"]  # mail_test_9: HTML only, gb2312
     assert meta["body"] == "html" and "我把镜头拉近些" in text and "<" not in text
     gtube = by_file["GTUBE1.1010101@example.net"]

@@ -276,9 +276,9 @@ def test_folders_without_a_json_export(tmp_path):
         read(html)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(SourceError, match="no result.json in it"):
+    with pytest.raises(SourceError, match="no result.json found"):
         read(empty)
-    with pytest.raises(SourceError, match="unknown time zone"):
+    with pytest.raises(SourceError, match="not a known time zone"):
         read(EXPORT, timezone="Nowhere/Special")
 
 
