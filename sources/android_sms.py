@@ -50,8 +50,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from etl.sources.archive import InputFile, input_files
-from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
-from etl.sources.chat_common import BATCH_ROWS, RepeatCounter, hashed_id, payload, record_inputs, to_batch, utc_from_unix_ms
+from etl.sources.base import BATCH_ROWS, Batch, Quarantined, SourceContext, SourceError, payload, source, to_batch
+from etl.sources.chat_common import RepeatCounter, hashed_id, utc_from_unix_ms
 
 WHAT = "an SMS Backup & Restore XML backup (sms-*.xml with <smses>, or a folder or .zip of them)"
 
@@ -92,7 +92,7 @@ def read_android_sms(ctx: SourceContext) -> Iterator[Batch]:
             skipped.append(file.location)
             continue
         found += 1
-        record_inputs(ctx, [file])
+        ctx.record_inputs([file])
         yield from _read_backup(ctx, file, state)
     if not found:
         raise SourceError(f"{', '.join(map(str, ctx.paths))}: no SMS Backup & Restore file found; expected {WHAT}")
@@ -225,7 +225,6 @@ def _read_backup(ctx: SourceContext, file: InputFile, state: _State) -> Iterator
                         rows.append(row)
                 root.remove(element) if root is not None else None
                 if len(rows) + len(quarantined) >= BATCH_ROWS:
-                    ctx.progress(len(rows) + len(quarantined))
                     yield to_batch(rows, quarantined)
                     rows, quarantined = [], []
         except ET.ParseError as error:
@@ -239,7 +238,6 @@ def _read_backup(ctx: SourceContext, file: InputFile, state: _State) -> Iterator
             )
             ctx.note(f"{file.location}: XML breaks at line {line} column {column} (an incomplete copy?); read up to there")
     if rows or quarantined:
-        ctx.progress(len(rows) + len(quarantined))
         yield to_batch(rows, quarantined)
     total = counts["sms"] + counts["mms"]
     if declared and declared.isdigit() and int(declared) != total:

@@ -43,16 +43,8 @@ from typing import Any
 import orjson
 
 from etl.sources.archive import InputFile, input_files
-from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, source
-from etl.sources.chat_common import (
-    BATCH_ROWS,
-    OwnerMatcher,
-    hashed_id,
-    me_option,
-    record_inputs,
-    to_batch,
-    utc_from_iso,
-)
+from etl.sources.base import BATCH_ROWS, Batch, OwnerMatcher, Param, Quarantined, SourceContext, SourceError, source, to_batch
+from etl.sources.chat_common import hashed_id, utc_from_iso
 
 SCHEMA = "msgvault-message-export/1"
 WHAT = f"a `msgvault export-messages` JSONL stream (schema {SCHEMA})"
@@ -67,16 +59,17 @@ ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$|^\+[\d\s().-]{7,}$")  # an email, or a 
     params=(Param("me", "Your name or address as msgvault's authors show it, besides [owner].", multiple=True),),
 )
 def read_msgvault(ctx: SourceContext) -> Iterator[Batch]:
-    owner = OwnerMatcher(ctx.owner, me_option(ctx))
+    owner = ctx.owner_matcher
     files = list(input_files(ctx.paths, accept=lambda rel: rel.lower().endswith((".jsonl", ".ndjson")), what=WHAT))
     if not files:
         raise SourceError(f"{', '.join(map(str, ctx.paths))}: no .jsonl stream found; expected {WHAT}")
-    record_inputs(ctx, files)
+    ctx.record_inputs(files)
     unknown_owner = 0
     for file in files:
         stream = _Stream(file, owner)
         yield from stream.batches(ctx)
         unknown_owner += stream.unknown_owner
+    ctx.owner_noted = True  # said below, for the messages whose sources carry no address
     if unknown_owner:
         ctx.note(
             f"{unknown_owner:,} message(s) come from sources msgvault names without an address, and no [owner] "
@@ -143,14 +136,12 @@ class _Stream:
                 if row is not None:
                     rows.append(row)
                 if len(rows) + len(quarantined) >= BATCH_ROWS:
-                    ctx.progress(len(rows) + len(quarantined))
                     yield to_batch(rows, quarantined)
                     rows, quarantined = [], []
         if manifest is None:
             raise self.fail(None, "empty stream, no manifest")
         self._check_complete(complete, number)
         if rows or quarantined:
-            ctx.progress(len(rows) + len(quarantined))
             yield to_batch(rows, quarantined)
 
     def _manifest(self, line: int, record: Any, kind: Any) -> dict:

@@ -46,8 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.sources.archive import InputFile
-from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, source
-from etl.sources.chat_common import BATCH_ROWS, record_inputs, to_batch
+from etl.sources.base import BATCH_ROWS, Batch, Param, Quarantined, SourceContext, SourceError, source, to_batch
 
 WHAT = "Signal Desktop's folder (with config.json and sql/db.sqlite), or its db.sqlite"
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -81,7 +80,7 @@ def read_signal(ctx: SourceContext) -> Iterator[Batch]:
         db_file = path / "sql" / "db.sqlite" if path.is_dir() else path
         if not db_file.exists():
             raise SourceError(f"{path}: no such file or folder, or no sql/db.sqlite in it (expected {WHAT})")
-        record_inputs(ctx, [InputFile(db_file)])
+        ctx.record_inputs([InputFile(db_file)])
         con = _open(db_file, ctx.options)
         try:
             yield from _read(ctx, db_file, con)
@@ -170,7 +169,6 @@ def _read(ctx: SourceContext, db_file: Path, con) -> Iterator[Batch]:
             row["metadata"]["quote_not_found"] = True
     for start in range(0, max(len(rows), 1), BATCH_ROWS):
         chunk = rows[start : start + BATCH_ROWS]
-        ctx.progress(len(chunk))
         yield to_batch(chunk, quarantined if start == 0 else [])
     if me is None:
         ctx.note(f"{db_file}: the account's own conversation was not found, so reactions' owners are unknown")
@@ -258,7 +256,7 @@ def _message_rows(message_id: str, conversation_id: str, kind: str | None, body:
         "metadata": {
             "type": kind,
             "group": True if chat["type"] == "group" else None,
-            "attachments": attachments,
+            "attachments": attachments or None,
             "sticker": sticker.get("emoji") or "sticker" if sticker else None,
             "expire_timer": expire,
             "view_once": True if record.get("isViewOnce") else None,

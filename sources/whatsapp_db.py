@@ -45,8 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.sources.archive import input_files
-from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
-from etl.sources.chat_common import BATCH_ROWS, payload, record_inputs, to_batch
+from etl.sources.base import BATCH_ROWS, Batch, Quarantined, SourceContext, SourceError, payload, source, to_batch
 
 IOS_BACKUP_NAME = "7c7fba66680ef796b916b067077cc246adacf01d"
 NAMES = ("chatstorage.sqlite", "msgstore.db", IOS_BACKUP_NAME)
@@ -77,7 +76,7 @@ def read_whatsapp_db(ctx: SourceContext) -> Iterator[Batch]:
         databases.append(file.path)
     if not databases:
         raise SourceError(f"{', '.join(map(str, ctx.paths))}: no ChatStorage.sqlite or msgstore.db found; expected {WHAT}")
-    record_inputs(ctx, files)
+    ctx.record_inputs(files)
     exported = _TxtExports(ctx)
     for path in databases:
         rows, quarantined = _read_database(path)
@@ -89,7 +88,6 @@ def read_whatsapp_db(ctx: SourceContext) -> Iterator[Batch]:
             if start == 0:
                 # The rows recognised from a .txt export were read, not landed.
                 batch.seen = len(chunk) + len(quarantined) + skipped
-            ctx.progress(len(chunk))
             yield batch
     if exported.matched:
         ctx.note(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import polars as pl
 
-from etl.errors import EtlError
+from etl.schemas.errors import EtlError
 
 REASONS = {
     "short_paragraph": "a paragraph shorter than min_para_words",

@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from etl.config import Owner
+from etl.schemas.owner import Owner
 from etl.ingest import IngestResult, _quarantine_frame
 from etl.schemas import DOCUMENTS, INGEST_RUNS, PARAGRAPHS, QUARANTINE, SCHEMA_VERSION
 from etl.schemas.records import canonical_json
