@@ -447,7 +447,7 @@ def _mms_row(element: ET.Element, state: _State) -> dict[str, Any]:
             "m_type": m_type,
             "report": MMS_REPORTS.get(m_type),
             "not_downloaded": True if m_type == MMS_NOTIFICATION else None,
-            "attachments": attachments,
+            "attachments": attachments or None,
             "automated_by": "short code or alphanumeric sender" if kind == "automated" else None,
         },
     }
