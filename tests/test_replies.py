@@ -220,3 +220,40 @@ def test_a_warehouse_landed_before_gets_the_new_cuts_without_a_new_ingest(tmp_pa
     assert "napisał" not in "".join(turns) and "iPhone" not in "".join(turns)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM build_cuts").fetchone() == (2,)
+
+
+# ---------------------------------------------------------------------------- from the connector to the build
+
+
+def _landed_and_stripped(paths) -> list[str]:
+    from etl.sources import SourceContext, get_source
+    from etl.transforms.text import normalise_text
+
+    ctx = SourceContext(paths=list(paths), options={}, owner=Owner(), previous_watermark=lambda stream: None)
+    rows = pl.concat([b.rows for b in get_source("email").read(ctx)])
+    frame = rows.select("source", "source_id", "kind", "text").with_columns(drop_reason=pl.lit(None, pl.String))
+    return strip_replies(normalise_text(frame.lazy())).collect().sort("source_id")["text"].to_list()
+
+
+def test_talon_standard_replies_through_the_connector_and_the_strip_stage():
+    folder = shared_fixture(f"{TALON}/standard_replies")
+    assert _landed_and_stripped(sorted(folder.glob("*.eml"))) == ["Hello"] * len(list(folder.glob("*.eml")))
+
+
+@pytest.mark.parametrize(
+    "client",
+    ["gmail", "hotmail", "mail_ru", "ms_outlook_2003", "ms_outlook_2007", "ms_outlook_2010", "thunderbird",
+     "windows_mail", "yandex_ru"],
+)  # fmt: skip
+def test_talon_html_replies_land_marked_and_the_build_cuts_them(client, tmp_path):
+    from email.message import EmailMessage
+
+    html = shared_fixture(f"{TALON}/html_replies/{client}.html").read_bytes().decode("utf-8", "replace")
+    mail = EmailMessage()
+    mail["From"], mail["To"], mail["Subject"] = "Robin <robin@example.com>", "sam@example.com", "Re: hi"
+    mail["Message-ID"], mail["Date"] = f"<{client}@example.com>", "Mon, 5 Feb 2024 10:00:00 +0000"
+    mail.set_content(html, subtype="html")
+    path = tmp_path / f"{client}.eml"
+    path.write_bytes(mail.as_bytes())
+    (text,) = _landed_and_stripped([path])
+    assert "".join(text.split()) == "Hi.Iamfine.Thanks,Alex"
