@@ -250,12 +250,19 @@ class SourceContext:
         modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
         self.note(f"{path}: {stat.st_size} bytes, modified {modified} (not hashed: too large to hash quickly)")
 
-    def load_json(self, file: InputFile, transform: Callable[[bytes], bytes] | None = None) -> Any:
+    def load_json(self, file: InputFile, transform: Callable[[bytes], bytes] | None = None, *, skip: bool = False) -> Any:
         """The parsed JSON of one input file, or one SourceError naming the file and what
         was expected. A truncated file (an interrupted download or unzip) fails here,
         before any of its rows are yielded, so nothing of the run lands. `transform`
-        repairs the JSON text before it is parsed."""
-        return load_json(file, self.expects, transform)
+        repairs the JSON text before it is parsed. With `skip`, a file that cannot be
+        read raises `Skip` instead: inside `ctx.each` it is quarantined and the run goes on."""
+        try:
+            return load_json(file, self.expects, transform)
+        except SourceError as error:
+            if not skip:
+                raise
+            reason = str(error).removeprefix(f"{file.location}: ").rpartition("; expected ")[0] or str(error)
+            raise Skip(reason) from None
 
     # -- units
 
