@@ -7,12 +7,14 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import Counter
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import Any
 
 from etl.schemas.records import canonical_json
 from etl.sources.archive import InputFile
-from etl.sources.base import Skip, SourceError
+from etl.sources.base import Skip, SourceContext, SourceError
 
 
 def hashed_id(*parts: Any) -> str:
@@ -135,6 +137,12 @@ ASSISTANT_EXPORTS = {
 }
 
 
+def assistant_export(expects: str) -> dict[str, Any]:
+    """What both assistant connectors declare: a conversations.json, alone or in the .zip."""
+    return {"expects": expects, "found": "conversations.json",
+            "accept": lambda relpath: PurePosixPath(relpath).name == "conversations.json"}  # fmt: skip
+
+
 def conversation_list(file: InputFile, data: Any, name: str, expected: str) -> list:
     """The conversations of an assistant export's conversations.json (or of one
     conversation saved on its own); the other assistant's export is refused with the
@@ -151,3 +159,20 @@ def conversation_list(file: InputFile, data: Any, name: str, expected: str) -> l
         if other != name and first is not None and key not in first and other_key in first:
             raise SourceError(f"{file.location}: this is {what}; use `etl ingest {other} {file.path}`; expected {expected}")
     return data
+
+
+def assistant_conversations(
+    ctx: SourceContext, name: str, rows_of: Callable[[dict, str], list[dict]], id_of: Callable[[Any], str | None]
+) -> Iterator[Any]:
+    """The rows of every conversation in an assistant export's files; `rows_of(conversation,
+    location)` raises `Skip` for one it cannot read, which is quarantined whole."""
+    for file in ctx.inputs():
+        conversations = conversation_list(file, ctx.load_json(file), name, ctx.expects)
+
+        def read(conversation: Any, file: InputFile = file) -> list[dict]:
+            if not isinstance(conversation, dict):
+                raise Skip(f"a JSON {type(conversation).__name__}, not a conversation object")
+            return rows_of(conversation, f"{file.location} conversation {id_of(conversation)}")
+
+        yield from ctx.each(conversations, read, source_id=id_of,
+                            where=lambda i, c, file=file: f"{file.location} conversation {id_of(c) or i}")  # fmt: skip

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import PurePosixPath
 from typing import Any
 
 from etl.sources.base import Quarantined, Skip, SourceContext, source
-from etl.sources.chat_common import conversation_list, path_to, tree_depths
+from etl.sources.chat_common import assistant_conversations, assistant_export, path_to, tree_depths
 
 NAME = "chatgpt"
-EXPORT_FILE = "conversations.json"
 EXPECTED = "ChatGPT's conversations.json (conversations with a `mapping` tree) or the export .zip"
 
 # Content types that are tool traffic whatever the author's role says.
@@ -62,30 +60,20 @@ _ONE_MICROSECOND = timedelta(microseconds=1)
     NAME,
     version=1,
     help="ChatGPT data export (conversations.json or the .zip): your messages, the answers shown, other branches marked.",
-    expects=EXPECTED,
-    accept=lambda relpath: PurePosixPath(relpath).name == EXPORT_FILE,
-    found=EXPORT_FILE,
+    **assistant_export(EXPECTED),
 )
 def read_chatgpt(ctx: SourceContext) -> Iterator[dict | Quarantined]:
-    for file in ctx.inputs():
-        conversations = conversation_list(file, ctx.load_json(file), NAME, EXPECTED)
-        unset_current = 0
+    guessed: list[str] = []
 
-        def rows_of(conversation: Any) -> list[dict]:
-            nonlocal unset_current
-            if not isinstance(conversation, dict):
-                raise Skip(f"a JSON {type(conversation).__name__}, not a conversation object")
-            found, guessed = conversation_rows(conversation)
-            unset_current += guessed
-            return found
+    def rows_of(conversation: dict, location: str) -> list[dict]:
+        found, unset = conversation_rows(conversation)
+        guessed.extend([location] if unset else [])
+        return found
 
-        yield from ctx.each(conversations, rows_of, source_id=_id_of,
-                            where=lambda i, c: f"{file.location} conversation {_id_of(c) or i}")  # fmt: skip
-        if unset_current:
-            ctx.note(
-                f"{file.location}: {unset_current} conversation(s) had no current_node; "
-                "their most recent branch was taken as the one shown"
-            )
+    yield from assistant_conversations(ctx, NAME, rows_of, _id_of)
+    if guessed:
+        ctx.note(f"{len(guessed)} conversation(s) had no current_node, e.g. {guessed[0]}; "
+                 "their most recent branch was taken as the one shown")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- one conversation

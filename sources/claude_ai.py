@@ -22,15 +22,13 @@ so it is counted in the metadata, never added to the owner's text.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import PurePosixPath
 from typing import Any
 
 from etl.schemas.records import canonical_json
 from etl.sources.base import Quarantined, Skip, SourceContext, source
-from etl.sources.chat_common import conversation_list, path_to, tree_depths, utc_from_iso
+from etl.sources.chat_common import assistant_conversations, assistant_export, path_to, tree_depths, utc_from_iso
 
 NAME = "claude-ai"
-EXPORT_FILE = "conversations.json"
 EXPECTED = "Claude.ai's conversations.json (conversations with `chat_messages`) or the export .zip"
 # What a first message names as its parent.
 _ROOT_PARENTS = {None, "", "00000000-0000-4000-8000-000000000000"}
@@ -40,33 +38,19 @@ _ROOT_PARENTS = {None, "", "00000000-0000-4000-8000-000000000000"}
     NAME,
     version=1,
     help="Claude.ai data export (conversations.json or the .zip): your messages and Claude's answers.",
-    expects=EXPECTED,
-    accept=lambda relpath: PurePosixPath(relpath).name == EXPORT_FILE,
-    found=EXPORT_FILE,
+    **assistant_export(EXPECTED),
 )
 def read_claude_ai(ctx: SourceContext) -> Iterator[dict | Quarantined]:
-    for file in ctx.inputs():
-        conversations = conversation_list(file, ctx.load_json(file), NAME, EXPECTED)
-
-        def rows_of(conversation: Any) -> list[dict]:
-            if not isinstance(conversation, dict):
-                raise Skip(f"a JSON {type(conversation).__name__}, not a conversation object")
-            found, broken = conversation_rows(conversation)
-            if broken:
-                ctx.note(f"{where(conversation)}: {broken}; its messages were read in their stored order, "
-                         "none marked superseded")  # fmt: skip
-            return found
-
-        def where(conversation: Any, index: int | None = None) -> str:
-            uuid = conversation.get("uuid") if isinstance(conversation, dict) else None
-            return f"{file.location} conversation {uuid or index}"
-
-        yield from ctx.each(conversations, rows_of, where=lambda i, c: where(c, i),
-                            source_id=lambda c: str(c["uuid"]) if isinstance(c, dict) and c.get("uuid") else None)
+    yield from assistant_conversations(ctx, NAME, lambda c, where: conversation_rows(c, ctx.note, where), _uuid_of)
 
 
-def conversation_rows(conversation: dict) -> tuple[list[dict], str | None]:
-    """The raw rows of one conversation, and why its branches could not be told apart (or None)."""
+def _uuid_of(conversation: Any) -> str | None:
+    uuid = conversation.get("uuid") if isinstance(conversation, dict) else None
+    return str(uuid) if uuid else None
+
+
+def conversation_rows(conversation: dict, note=lambda text: None, location: str = "") -> list[dict]:
+    """The raw rows of one conversation; when its branches cannot be told apart, `note` says so."""
     conversation_id = conversation.get("uuid")
     if not conversation_id:
         raise Skip("no `uuid`")
@@ -89,7 +73,9 @@ def conversation_rows(conversation: dict) -> tuple[list[dict], str | None]:
     rows = []
     for position, message in enumerate(messages):
         rows.extend(_message_rows(message, position, message["uuid"] in on_path, context))
-    return rows, broken
+    if broken:
+        note(f"{location}: {broken}; its messages were read in their stored order, none marked superseded")
+    return rows
 
 
 def _parent(message: dict) -> str | None:
