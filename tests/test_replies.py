@@ -257,3 +257,13 @@ def test_talon_html_replies_land_marked_and_the_build_cuts_them(client, tmp_path
     path.write_bytes(mail.as_bytes())
     (text,) = _landed_and_stripped([path])
     assert "".join(text.split()) == "Hi.Iamfine.Thanks,Alex"
+
+
+def test_the_pre_filter_lets_every_mobile_signature_through():
+    frame_texts = []
+    for entry in replies._load("mobile_signatures")["sets"]:
+        for templates in entry["templates"].values():
+            frame_texts += ["Ok\n\n" + t.replace("{device}", "iPhone") for t in templates]
+    hinted = pl.Series(frame_texts).str.contains(replies._hint())
+    assert hinted.all(), [t for t, ok in zip(frame_texts, hinted) if not ok]
+    assert not pl.Series(["plain words only", "Ok, see you"]).str.contains(replies._hint()).any()

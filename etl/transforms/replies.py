@@ -450,8 +450,19 @@ def _app_signature(apps: re.Pattern, line: str) -> bool:
 
 # ============================================================================ the build stage
 
-# Rows without any of these cannot match a rule here and skip Python entirely.
-_HINT = r"[:：>]|_{10}|(?i:sent|send|gesendet|envoy|enviad|inviat|verzonden|verstuurd|skicka|lähetet|wysła|odeslán|odoslan|küld|trimis|отправлен|надісл|gönder|στάλθηκε|εστάλη|送信|发送|發自|发自|傳送|보냄|أرسل|مرسل|الإرسال|נשלח|outlook|obtener|obter|scarica|hent|hämta|hanki|pobierz|получить|отримати)"
+@functools.cache
+def _hint() -> str:
+    """Rows matching none of this cannot match a rule here and skip Python entirely: a
+    colon (every header, label and list footer has one), a '>', underscores, or a word
+    of a mobile signature template (its longest literal run, from the data)."""
+    words = set()
+    for entry in _load("mobile_signatures")["sets"]:
+        for templates in entry["templates"].values():
+            for template in templates:
+                literals = [p.strip(" .,:") for p in re.split(r"\{\w+\}", template)]
+                words.add(max(literals, key=len).casefold())
+    alternation = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True) if w)
+    return rf"[:：>]|_{{10}}|(?i:{alternation})"
 
 
 def _is_email(lf: pl.LazyFrame) -> pl.Expr:
@@ -483,7 +494,7 @@ def strip_replies(lf: pl.LazyFrame) -> pl.LazyFrame:
     """
     lf = T.rewrite_flagged_rows(
         lf,
-        flag=_is_email(lf) & pl.col(TEXT).str.contains(_HINT),
+        flag=_is_email(lf) & pl.col(TEXT).str.contains(_hint()),
         inputs=[TEXT],
         process=_cut_rows,
         outputs={TEXT: (pl.String, T.KEEP), "_r_rules": (pl.List(pl.String), []), "_r_chars": (pl.Int64, 0)},
