@@ -1,5 +1,6 @@
-"""Transcripts of recordings: speaker-labelled text (Plaud, Otter), SubRip `.srt`,
-WebVTT `.vtt` (Zoom, Teams, YouTube) and YouTube's `.sbv`.
+"""Transcripts of recordings: speaker-labelled text (Plaud, Otter), Google Meet's
+transcript document (sources/meet_transcript.py), SubRip `.srt`, WebVTT `.vtt` (Zoom,
+Teams, YouTube) and YouTube's `.sbv`.
 
 What the files look like:
 - Text from Plaud and Otter: a `Speaker 1  00:01:23` (or `Sam Rivera  0:05`) line,
@@ -11,6 +12,10 @@ What the files look like:
 - WebVTT: a `WEBVTT` line and optional metadata headers, then cues with `.`
   milliseconds, optional identifiers and cue settings; `<v Sam>` voices; NOTE,
   STYLE and REGION blocks; inline `<c.color>`, `<b>` and `<00:01.500>` tags.
+  Microsoft Teams writes unpadded times (`0:0:0.210 --> 0:0:2.340`), a GUID cue
+  identifier, `<v Full Name>` voices (the closing `</v>` sometimes missing) and cues
+  of two speakers that overlap; Zoom writes `Full Name: text` in every cue, so a
+  speaker heard once is still a speaker.
 
 A recording (one file) is one conversation; consecutive cues of one speaker are one
 turn. Cue times are offsets into the recording: the recording's start comes from
@@ -79,6 +84,8 @@ EXPECTED = {
     "sbv": "YouTube SBV: cues timed 'H:MM:SS.mmm,H:MM:SS.mmm', then their text",
     "text": "a transcript with a 'Speaker 1  00:01:23' line before each paragraph, "
     "or '[00:01:23] Speaker 1: text' lines",
+    "meet": "a Google Meet transcript: a title line ending in '- Transcript' or a 'Transcript' line, "
+    "then 'Full Name: text' paragraphs and '00:05:00' time lines",
 }
 
 
@@ -204,6 +211,10 @@ def parse_transcript(data: bytes, name: str) -> Transcript:
         raise SourceError(f"{name}: the file is empty; expected {EXPECTED[fmt]}")
     if fmt == "text":
         transcript = _parse_text(text)
+    elif fmt == "meet":
+        from etl.sources.meet_transcript import parse_meet
+
+        transcript = parse_meet(text)
     else:
         transcript = _parse_subtitles(text, fmt)
     transcript.encoding = encoding
@@ -238,12 +249,15 @@ def detect_format(text: str, name: str) -> str:
     first_lines = [block.split("\n", 1)[0] for block in re.split(r"\n\s*\n", text.strip())[:3]]
     if first_lines and all(_SBV_TIMING_SHAPE.match(line) for line in first_lines):
         return "sbv"
-    return "text"
+    from etl.sources.meet_transcript import looks_like_meet
+
+    return "meet" if looks_like_meet(text) else "text"
 
 
 # -- timings
 
-_SUBTITLE_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{2})[.,](\d{1,3})")
+# Microsoft Teams writes its WebVTT unpadded: `0:0:0.210 --> 0:0:2.340`.
+_SUBTITLE_TIME = re.compile(r"(?:(\d+):)?(\d{1,2}):(\d{1,2})[.,](\d{1,3})")
 _SBV_TIME = re.compile(r"(\d+):(\d{2}):(\d{2})\.(\d{1,3})")
 _TIMING = re.compile(r"^\s*(\S+?)\s*-->\s*(\S+)(?:\s+(.*?))?\s*$")
 
@@ -492,6 +506,10 @@ def label_prefixed_speakers(cues: list[Cue]) -> list[Cue]:
     """
     split = [[_label_and_rest(line) for line in cue.text.split("\n")] for cue in cues]
     labels = accepted_labels(label for lines in split for label, _, _ in lines if label)
+    firsts = [lines[0][0] for lines in split if lines and lines[0][2].strip()]
+    if len(firsts) >= 2 and all(firsts):
+        # Zoom's shape: every cue opens with its speaker, so one who speaks once counts.
+        labels |= set(firsts)
     if not labels:
         return cues
     out = []
@@ -741,7 +759,12 @@ def _header_date(lines: list[str]) -> tuple[datetime, str] | None:
 
 def date_in_name(name: str) -> datetime | None:
     # Names write times with - or _ (10-03-12), which the header pattern would cut to a date.
-    return find_date(PurePosixPath(name).stem, (_NAME_DATE, _ISO_DATE, _NAMED_DATE))
+    stem = PurePosixPath(name).stem
+    found = find_date(stem, (_NAME_DATE, _ISO_DATE, _NAMED_DATE))
+    # Zoom names its recordings GMT20240305-100012_Recording: that time is UTC.
+    if found is not None and found.tzinfo is None and re.search(r"GMT(?:19|20)\d{6}", stem):
+        found = found.replace(tzinfo=UTC)
+    return found
 
 
 # ----------------------------------------------------------------------------- turns
@@ -941,7 +964,7 @@ def _batch(
     conversation = transcript.digest[:16]
     title = transcript.title or PurePosixPath(f.name).stem
     cues, joiner = transcript.cues, TEXT_JOINER
-    if transcript.format != "text":
+    if transcript.format not in ("text", "meet"):
         cues, joiner = [replace(cue, text=" ".join(cue.text.split("\n"))) for cue in cues], SUBTITLE_JOINER
     rows = []
     for number, turn in enumerate(merge_turns(cues, joiner)):

@@ -24,6 +24,7 @@ from etl.sources.base import SourceContext, SourceError
 from etl.sources.transcript import (
     Cue,
     decode,
+    detect_format,
     merge_turns,
     parse_cues,
     parse_transcript,
@@ -680,3 +681,76 @@ def test_parse_transcript_reports_format_and_title():
     assert (transcript.format, transcript.title, transcript.recorded_at_text) == (
         "vtt", "Design review", "Recorded: 2024-04-02T18:30:00Z",
     )
+
+
+# ----------------------------------------------------------------------------- meeting tools
+
+MEETINGS = DATA / "meetings"
+MEETINGS_GOLDEN = MEETINGS / "meetings.golden.json"
+
+
+def test_meeting_transcripts_match_golden_turns(utc_plus_one):
+    """Teams and Zoom WebVTT and a Google Meet transcript, as those tools write them.
+    Regenerate after a deliberate change: ETL_UPDATE_GOLDEN=1 pytest tests/test_transcript.py"""
+    produced = {
+        "teams": _golden_view(rows_of(MEETINGS / "Budget review.vtt", recorded_at="2024-03-05T10:00:00+00:00")),
+        "zoom": _golden_view(rows_of(MEETINGS / "zoom GMT20240305-100012_Recording.transcript.vtt", me=("Sam Rivera",))),
+        "meet": _golden_view(rows_of(MEETINGS / "Product sync - Transcript.txt", me=("Sam Rivera",))),
+    }
+    if os.environ.get("ETL_UPDATE_GOLDEN") == "1":
+        MEETINGS_GOLDEN.write_text(json.dumps(produced, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    assert produced == json.loads(MEETINGS_GOLDEN.read_text(encoding="utf-8"))
+
+
+def test_teams_vtt_lands_its_speakers_as_senders():
+    rows = rows_of(MEETINGS / "Budget review.vtt", recorded_at="2024-03-05T10:00:00+00:00")
+    assert rows["sender"].to_list() == ["Adele Vance", "Megan Bowen", "Adele Vance", "Megan Bowen", "Adele Vance"]
+    # A voice without its closing </v>, continued in the next cue, is one turn.
+    assert rows["text"][1] == "Morning! Can you all hear me okay?"
+    # Unpadded times, including a one-digit fraction.
+    assert [meta(r)["start_s"] for r in rows.iter_rows(named=True)] == [0.21, 2.1, 6.5, 9.4, 61.9]
+    assert meta(rows.row(3, named=True))["end_s"] == 62.5
+
+
+def test_unpadded_teams_timings_read_as_offsets():
+    cues = parse_transcript("WEBVTT\n\n0:0:0.0 --> 0:0:3.270\n<v Megan Bowen>Hi everyone\n".encode(), "t.vtt").cues
+    assert [(c.start_ms, c.end_ms, c.speaker, c.text) for c in cues] == [(0, 3270, "Megan Bowen", "Hi everyone")]
+
+
+def test_zoom_vtt_names_each_speaker_in_the_cue_even_one_heard_once():
+    rows = rows_of(MEETINGS / "zoom GMT20240305-100012_Recording.transcript.vtt", me=("Sam Rivera",))
+    assert rows["sender"].to_list() == ["Sam Rivera", "Jordan Lee", "Sam Rivera"]
+    assert rows["text"][1] == "Yes, loud and clear."
+    assert rows["is_owner"].to_list() == [True, False, True]
+
+
+def test_google_meet_transcript_speakers_times_and_header():
+    transcript = parse_transcript((MEETINGS / "Product sync - Transcript.txt").read_bytes(), "meet.txt")
+    assert transcript.format == "meet" and transcript.title == "Product sync"
+    assert transcript.recorded_at == datetime(2024, 3, 5, 18, 2, tzinfo=UTC)
+    assert [(c.speaker, c.start_ms) for c in transcript.cues] == [
+        ("Sam Rivera", 0), ("Jordan Lee", 0), ("Sam Rivera", 0), ("Priya Natarajan", 300_000), ("Sam Rivera", 300_000),
+    ]
+    # The speech of one paragraph runs on over lines; the footer is not speech.
+    assert transcript.cues[2].text == "First item is the pricing page.\nIt still shows last year's plans."
+    assert not any("Meeting ended" in c.text or "computer generated" in c.text for c in transcript.cues)
+
+
+def test_google_meet_only_attendees_are_speakers():
+    text = (
+        "Transcript\nAttendees\nAna Silva, Ben Okafor\nTranscript\nAna Silva: Note: the room changed.\n"
+        "Reminder: bring the badge.\nBen Okafor: Thanks.\n"
+    )
+    cues = parse_transcript(text.encode(), "meeting.txt").cues
+    assert [(c.speaker, c.text) for c in cues] == [
+        ("Ana Silva", "Note: the room changed.\nReminder: bring the badge."), ("Ben Okafor", "Thanks."),
+    ]
+
+
+def test_a_plain_text_transcript_is_not_taken_for_meet():
+    assert detect_format("Speaker 1  00:00:03\nHello there\n\nSpeaker 2  00:00:07\nHi\n", "x.txt") == "text"
+
+
+def test_zoom_recording_names_are_utc(utc_plus_one):
+    rows = rows_of(MEETINGS / "zoom GMT20240305-100012_Recording.transcript.vtt")
+    assert rows["sent_at"][0] == datetime(2024, 3, 5, 10, 0, 13, 350000, tzinfo=UTC)
