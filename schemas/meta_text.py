@@ -124,7 +124,7 @@ def families() -> tuple[Family, ...]:
     markers: dict[str, list[str]] = {}
     for family in _load("assistant_markers.json")["families"]:
         markers.setdefault(family["reason"], []).extend(
-            _template(t, [], any_text=r"[\s\S]*") for t in family["templates"]
+            [_template(t, [], any_text=r"[\s\S]*") for t in family["templates"]] + family.get("regex", [])
         )
 
     def marker(reason: str) -> Family:

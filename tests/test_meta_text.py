@@ -9,7 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import shared_fixture
+from etl.build import build_version
+from etl.config import load_config
+from etl.ingest import run_ingest
 from etl.schemas import meta_text
+from etl.sources import get_source
 from etl.transforms.text import drop_meta_messages, meta_reason_str
 
 FAMILY_CASES = [
@@ -24,6 +29,8 @@ FAMILY_CASES = [
     ("[Tool result missing due to internal error]", "meta:tool_notice"),
     ("<system-reminder>\nThe user opened a file\n</system-reminder>", "meta:injected"),
     ("<bash-stdout>ok</bash-stdout><bash-stderr></bash-stderr>", "meta:command"),
+    ("<user-prompt-submit-hook>lint passed</user-prompt-submit-hook>", "meta:injected"),
+    ("<task-notification>\n<task-id>b1</task-id>\n<status>completed</status>\n</task-notification>", "meta:injected"),
     # iOS / macOS tapbacks, English, every kind, added and removed
     ("Loved “see you at 5”", "meta:tapback"),
     ('Liked "sounds good"', "meta:tapback"),
@@ -130,6 +137,8 @@ KEPT = [
     "[Request interrupted by user] is what it printed",
     "why does it say [Request interrupted by user]?",
     "my <command-name> tag",
+    "<div>hello</div>",
+    "<my-widget> is not rendering, why?",
     "video call",
     "Video call tomorrow?",
     "missed your call, call you back",
@@ -206,3 +215,64 @@ def test_languages_covered():
 
 def test_declared_reasons_cover_the_families():
     assert {f.reason for f in meta_text.families()} == set(meta_text.REASONS)
+
+
+# ----------------------------------------------------------------------------- a build from chat exports
+
+_SYNTHETIC_CHAT = """\
+[05/03/2024, 09:00:00] Lena Fischer: Are you coming to the climbing gym tonight?
+[05/03/2024, 09:01:00] Sam Rivera: Yes, I will be there around seven with the new rope.
+[05/03/2024, 09:02:00] Lena Fischer: Great, bring the chalk bag too please
+[05/03/2024, 09:03:00] Sam Rivera: \u200eimage omitted
+[05/03/2024, 09:04:00] Lena Fischer: Nice photo of the wall, where was that taken?
+[05/03/2024, 09:05:00] Sam Rivera: Loved “Nice photo of the wall, where was that taken?”
+[05/03/2024, 09:06:00] Lena Fischer: Did you see the new routes they set this week?
+[05/03/2024, 09:07:00] Sam Rivera: \u200eThis message was deleted
+[05/03/2024, 09:08:00] Lena Fischer: Hello? Are you still there, did something happen?
+[05/03/2024, 09:09:00] Sam Rivera: <Medien ausgeschlossen>
+[05/03/2024, 09:10:00] Lena Fischer: Was ist mit den neuen Routen, hast du sie gesehen?
+[05/03/2024, 09:11:00] Sam Rivera: \u200eMissed voice call
+[05/03/2024, 09:12:00] Lena Fischer: Call me back when you can, it is about the trip
+[05/03/2024, 09:13:00] Sam Rivera: Reacted 🎉 to “Call me back when you can, it is about the trip”
+[05/03/2024, 09:14:00] Lena Fischer: So are we still on for Saturday morning then?
+[05/03/2024, 09:15:00] Sam Rivera: Se eliminó este mensaje
+[05/03/2024, 09:16:00] Lena Fischer: Tell me soon, I need to book the car for us both
+[05/03/2024, 09:16:10] Lena Fischer: Und die Seile, hast du die neuen schon ausprobiert?
+[05/03/2024, 09:16:20] Sam Rivera: „Und die Seile, hast du die neuen schon ausprobiert?“ ein Herz hinzugefügt
+[05/03/2024, 09:16:30] Lena Fischer: Ладно, тогда до субботы, не забудь верёвку
+[05/03/2024, 09:16:40] Sam Rivera: Понравилось «Ладно, тогда до субботы, не забудь верёвку»
+[05/03/2024, 09:16:50] Lena Fischer: またね、土曜日に会いましょう
+[05/03/2024, 09:16:55] Sam Rivera: このメッセージは削除されました
+[05/03/2024, 09:16:58] Lena Fischer: Okay then, see you soon and do not be late
+[05/03/2024, 09:17:00] Sam Rivera: I liked “the crag at dawn” best, let us book the car for Saturday.
+"""
+
+
+def test_a_build_from_chat_exports_has_no_meta_in_any_assistant_turn(tmp_path):
+    (tmp_path / "corpus.toml").write_text('[owner]\nnames = ["Sam Rivera"]\n', encoding="utf-8")
+    config = load_config(tmp_path / "corpus.toml")
+    warehouse = tmp_path / "w.duckdb"
+    export = tmp_path / "WhatsApp Chat with Lena Fischer.txt"
+    export.write_text(_SYNTHETIC_CHAT, encoding="utf-8")
+    whatsapp = get_source("whatsapp")
+    run_ingest(warehouse, whatsapp, [export], {"timezone": "UTC"}, config.owner)
+    for relpath, me in [
+        ("whatsapp/whatstk/pokemon.txt", "Ash Ketchum"),
+        ("whatsapp/chat-miner/test_ddmmyy_24hrs.txt", "John Doe"),
+        ("whatsapp/pustur/index_test_chatExample.txt", "Sample User"),
+    ]:
+        run_ingest(warehouse, whatsapp, [shared_fixture(relpath)], {"me": (me,), "timezone": "UTC"}, config.owner)
+    run_ingest(warehouse, get_source("claude-code"), [shared_fixture("ai_chat/claude_code")], {}, config.owner)
+    version = build_version(warehouse, tmp_path / "datasets", "v1", config)
+    answers = [
+        message["content"]
+        for path in sorted((version.path / "chatml").glob("*.jsonl"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        for message in json.loads(line)["messages"]
+        if message["role"] == "assistant"
+    ]
+    assert any("book the car for Saturday" in a for a in answers)  # the build did produce Sam's words
+    assert [a for a in answers if meta_text.classify(a)] == []
+    for family in ("image omitted", "Loved “", "This message was deleted", "Medien ausgeschlossen", "Missed voice call",
+                   "Reacted 🎉", "Se eliminó", "ein Herz hinzugefügt", "Понравилось", "削除されました"):
+        assert not any(family in a for a in answers), family
