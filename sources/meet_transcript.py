@@ -20,9 +20,9 @@ no attendee list, when it looks like a name: "Note: the room changed" is speech.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-
-from etl.sources.transcript import BadCue, Cue, Transcript, carry_speakers, find_date, looks_like_label
 
 _TITLE = re.compile(r"^(?P<title>.*?)\s*(?:\((?P<when>[^()]*)\))?\s*[-\u2013\u2014]\s*(?:Transcript|Transcription)\s*$")
 _SECTION = re.compile(r"^(?:Transcript|Transcription)\s*$", re.IGNORECASE)
@@ -47,17 +47,33 @@ def looks_like_meet(text: str) -> bool:
     return any(_ATTENDEES.match(line) for line in head) and any(_SECTION.match(line) for line in head)
 
 
-def parse_meet(text: str) -> Transcript:
+@dataclass(frozen=True)
+class Paragraph:
+    line: int  # 1-based line of its first words
+    start_ms: int  # the elapsed time last written before it
+    speaker: str | None
+    text: str
+
+
+@dataclass
+class Meeting:
+    title: str | None = None
+    when: str | None = None  # the header's date text, e.g. "2024-03-05 at 10:02 GMT-8"
+    paragraphs: list[Paragraph] = field(default_factory=list)
+    body_line: int = 1  # where the speech starts, for a file with none
+
+
+def parse_meet(text: str, is_name: Callable[[str], bool]) -> Meeting:
+    """The paragraphs of a Meet transcript. `is_name` says whether a `Label:` prefix is a
+    person when the header lists no attendees."""
     lines = [line.strip() for line in text.split("\n")]
-    transcript = Transcript(format="meet", cues=[])
+    meeting = Meeting()
     first = next((line for line in lines if line), "")
     title = _TITLE.match(first)
     body_start = 0
     if title:
-        transcript.title = title["title"] or None
-        if title["when"]:
-            transcript.recorded_at = meeting_start(title["when"])
-            transcript.recorded_at_text = title["when"] if transcript.recorded_at else None
+        meeting.title = title["title"] or None
+        meeting.when = title["when"] or None
         body_start = lines.index(first) + 1
     attendees: set[str] = set()
     listed = next((n for n, line in enumerate(lines[:40]) if _ATTENDEES.match(line)), None)
@@ -68,20 +84,17 @@ def parse_meet(text: str) -> Transcript:
     section = next((n for n, line in enumerate(lines[:40]) if n > after and _SECTION.match(line)), None)
     if section is not None:
         body_start = section + 1
+    meeting.body_line = body_start + 1
 
     offset_ms = 0
     current: list[str] | None = None
     speaker: str | None = None
-    start_line = 0
+    start_line, start_ms = 0, 0
 
     def close() -> None:
         if current is not None and any(current):
-            transcript.cues.append(
-                Cue(len(transcript.cues) + 1, start_line, offset_ms_at_start, None,
-                    "\n".join(part for part in current if part), speaker=speaker, labelled=speaker is not None)
-            )
+            meeting.paragraphs.append(Paragraph(start_line, start_ms, speaker, "\n".join(p for p in current if p)))
 
-    offset_ms_at_start = 0
     for number, line in enumerate(lines[body_start:], start=body_start + 1):
         if not line or _ENDED.match(line) or _DISCLAIMER.match(line):
             continue
@@ -93,22 +106,19 @@ def parse_meet(text: str) -> Transcript:
             continue
         label = _SPEAKER.match(line)
         name = label["name"].strip() if label else None
-        if name and (name in attendees or (not attendees and looks_like_label(name))):
+        if name and (name in attendees or (not attendees and is_name(name))):
             close()
-            current, speaker, start_line, offset_ms_at_start = [label["rest"]], name, number, offset_ms
+            current, speaker, start_line, start_ms = [label["rest"]], name, number, offset_ms
         elif current is None:
-            # Speech before any speaker line, right after a time line: its speaker is unknown.
-            current, speaker, start_line, offset_ms_at_start = [line], None, number, offset_ms
+            # Speech right after a time line, before any name: it continues the last speaker.
+            current, speaker, start_line, start_ms = [line], None, number, offset_ms
         else:
             current.append(line)
     close()
-    if not transcript.cues and body_start < len(lines):
-        transcript.problems.append(BadCue(None, body_start + 1, "no 'Name: text' paragraph", "\n".join(lines)[:2000]))
-    transcript.cues = carry_speakers(transcript.cues)
-    return transcript
+    return meeting
 
 
-def meeting_start(when: str) -> datetime | None:
+def meeting_start(when: str, find_date: Callable[[str], datetime | None]) -> datetime | None:
     """`2024-03-05 at 10:02 GMT-8`, `Mar 5, 2024 at 10:02 AM GMT+01:00`: aware when a
     zone is written, else naive."""
     match = _WHEN.match(when.strip())

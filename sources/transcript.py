@@ -70,6 +70,7 @@ from typing import Any
 from etl.schemas.errors import quote
 from etl.sources.archive import InputFile
 from etl.sources.base import Batch, Param, Quarantined, SourceContext, SourceError, source, to_batch
+from etl.sources.meet_transcript import looks_like_meet, meeting_start, parse_meet
 
 SUFFIXES = (".txt", ".srt", ".vtt", ".sbv")
 # Turns from subtitles join cues with a space: cue and line breaks are where a
@@ -212,9 +213,7 @@ def parse_transcript(data: bytes, name: str) -> Transcript:
     if fmt == "text":
         transcript = _parse_text(text)
     elif fmt == "meet":
-        from etl.sources.meet_transcript import parse_meet
-
-        transcript = parse_meet(text)
+        transcript = _parse_meet(text)
     else:
         transcript = _parse_subtitles(text, fmt)
     transcript.encoding = encoding
@@ -249,8 +248,6 @@ def detect_format(text: str, name: str) -> str:
     first_lines = [block.split("\n", 1)[0] for block in re.split(r"\n\s*\n", text.strip())[:3]]
     if first_lines and all(_SBV_TIMING_SHAPE.match(line) for line in first_lines):
         return "sbv"
-    from etl.sources.meet_transcript import looks_like_meet
-
     return "meet" if looks_like_meet(text) else "text"
 
 
@@ -655,6 +652,20 @@ def _parse_text(text: str) -> Transcript:
                 labelled=c.label is not None,
             )
         )
+    transcript.cues = carry_speakers(transcript.cues)
+    return transcript
+
+
+def _parse_meet(text: str) -> Transcript:
+    meeting = parse_meet(text, looks_like_label)
+    transcript = Transcript(format="meet", cues=[], title=meeting.title)
+    if meeting.when:
+        transcript.recorded_at = meeting_start(meeting.when, find_date)
+        transcript.recorded_at_text = meeting.when if transcript.recorded_at else None
+    for index, p in enumerate(meeting.paragraphs, 1):
+        transcript.cues.append(Cue(index, p.line, p.start_ms, None, p.text, speaker=p.speaker, labelled=p.speaker is not None))
+    if not transcript.cues:
+        transcript.problems.append(BadCue(None, meeting.body_line, "no 'Full Name: text' paragraph", text[:2000]))
     transcript.cues = carry_speakers(transcript.cues)
     return transcript
 
