@@ -440,10 +440,9 @@ def main() -> None:
     runs = []
     out = None
     for r in range(args.rounds + 1):
-        stats: dict = {}
         t = time.perf_counter()
-        out = deduplicate(frame.lazy(), cfg, threads=args.threads, stats=stats).collect()
-        stats["wall_s"] = time.perf_counter() - t
+        out, found = deduplicate(frame, cfg, threads=args.threads)
+        stats = {**found.as_dict(), "wall_s": time.perf_counter() - t}
         if r:
             runs.append(stats)
         print(

@@ -1,22 +1,26 @@
 """`etl build`: the one path from landed messages to a hashed dataset version.
 
-    raw_messages ─► normalise ─► strip quotes ─► drop meta ─► redact      (per message)
-                ─► turns ─► examples ─► short replies ─► dedup ─► trajectory ─► splits
+    raw_messages ─► normalise ─► strip quotes ─► drop meta ─► redact      (message_stages)
+                ─► turns ─► examples ─► short replies ─► dedup ─► trajectory ─► splits  (example_stages)
                 ─► chatml/ dpo/ [sharegpt/] + manifest.json + SHA256SUMS + README.md
 
-Every transform is a pure function on a Polars frame that marks what it drops with
-a `drop_reason`; this module runs them in order, counts, and records the drops.
-Same warehouse + same config ⇒ byte-identical files: nothing here reads the clock
-or depends on row order it did not set.
+A build has four phases: `load` reads the warehouse (read-only, then closes it),
+`transform` is pure (frames in, frames and file lines out: no connection, no files),
+`write` fills a partial folder, and `record` stores the rows and makes the folder
+appear. The warehouse is free for other `etl` commands while the transform runs.
+
+Every stage is a pure function on a Polars frame that marks what it drops with a
+`drop_reason`; one runner runs both stage lists, counts in/out/dropped by reason,
+and keeps the dropped rows for `build_drops`. Same warehouse + same config ⇒
+byte-identical files: nothing here reads the clock or depends on row order it did not set.
 """
 
 from __future__ import annotations
 
-import contextlib
+import fnmatch
 import json
 import os
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,22 +34,18 @@ from etl.config import Config
 from etl.errors import EtlError, VersionExists
 from etl.paths import private_dir
 from etl.schemas import BUILD_CUTS, BUILD_DROPS, BUILD_EXAMPLES, BUILDS, SCHEMA_VERSION
-from etl.schemas.records import canonical_json, chat_record, dpo_record, flatten_prompt, prompt_key
-from etl.transforms import conversations, labels
-from etl.transforms.dedup import DedupConfig, deduplicate
-from etl.transforms.redact import redact_secrets, redact_str
-from etl.transforms.replies import cut_records, strip_replies
-from etl.transforms.text import drop_meta_messages, normalise_text
-from etl.transforms.trajectory import TRAJECTORY_VERSION, add_trajectory, trajectory_tag
+from etl.schemas.records import SPLITS, canonical_json, chat_record, dpo_record, flatten_prompt, prompt_key
+from etl.transforms import conversations, dedup, labels, redact, replies, text, trajectory
+from etl.transforms.timer import Timer
 from etl.versions import dataset_sha256, sha256_file, write_manifest_and_sums
 from etl.warehouse import insert_frame, open_warehouse, query_frame, transaction
 
-SPLITS = ("train", "valid", "test")
+DROP_REASON = "drop_reason"
 # What turn assembly reads of a cleaned message.
 TURN_COLUMNS = (
     "source", "source_id", "conversation_id", "sent_at", "sender", "sender_name", "is_owner", "author", "text",
 )
-TRAJECTORY_COLUMNS = ("traj_c", "traj_u", "traj_p", "traj_r", "traj_k", "traj_n", "traj_s")
+TRAJECTORY_COLUMNS = trajectory.SCALAR_COLUMNS
 
 
 @dataclass
@@ -77,12 +77,37 @@ class BuildResult:
         return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------- message stages
-
-MessageStage = tuple[str, Callable[[pl.LazyFrame], pl.LazyFrame]]
+# ----------------------------------------------------------------------------- stages
 
 
-def message_stages(config: Config) -> list[MessageStage]:
+@dataclass(frozen=True)
+class Stage:
+    """One step of a build: a frame in, a frame out whose `drop_reason` marks what it drops.
+
+    `reasons` are the drop reasons it may give (`*` stands for any text: "kind:*");
+    `records`, what else its output says that the build keeps (the strip stage's cuts).
+    `counted_as` names its entry in the manifest's `counts.stages` and the `stage`
+    of its `build_drops` rows; stages that share a name are counted as one (the
+    example stages are one `examples` entry, as in every manifest so far); None: a
+    stage that drops nothing and is not listed.
+    """
+
+    name: str
+    run: Callable[[pl.DataFrame], pl.DataFrame]
+    reasons: tuple[str, ...] = ()
+    counted_as: str | None = ""
+    records: Callable[[pl.DataFrame], pl.DataFrame] | None = None  # rows it keeps besides drops (build_cuts)
+
+    @property
+    def counted(self) -> str | None:
+        return self.name if self.counted_as == "" else self.counted_as
+
+
+def _lazy(transform: Callable[[pl.LazyFrame], pl.LazyFrame]) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    return lambda frame: transform(frame.lazy()).collect()
+
+
+def message_stages(config: Config) -> list[Stage]:
     """The per-message transforms, in order.
 
     Text is repaired first so every later rule sees clean text; quotes go before
@@ -91,122 +116,17 @@ def message_stages(config: Config) -> list[MessageStage]:
     """
     pii = config.build.redact_pii
     return [
-        ("normalise", normalise_text),
-        ("strip", strip_replies),
-        ("meta", drop_meta_messages),
-        ("redact", lambda lf: redact_secrets(lf, pii=pii)),
+        Stage("normalise", _lazy(text.normalise_text), text.REASONS),
+        # replies.REASONS name what a cut removed; the one drop is a reply left empty.
+        Stage("strip", _lazy(replies.strip_replies), (replies.EMPTY_AFTER_STRIP,), records=replies.cut_records),
+        Stage("meta", _lazy(text.drop_meta_messages), text.REASONS),
+        Stage("redact", _lazy(lambda lf: redact.redact_secrets(lf, pii=pii)), redact.REASONS),
     ]
 
 
-def _load_messages(con, config: Config, run_ids: list[str] | None) -> pl.DataFrame:
-    where, params = [], []
-    if config.build.sources:
-        where.append(f"source IN ({', '.join('?' for _ in config.build.sources)})")
-        params += list(config.build.sources)
-    if run_ids is not None:
-        where.append("ingest_run_id IN (SELECT unnest(?::VARCHAR[]))")
-        params.append(run_ids)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    return query_frame(
-        con,
-        "SELECT source, source_id, conversation_id, sent_at, sender, sender_name, is_owner, kind, text, metadata "
-        f"FROM raw_messages {clause} ORDER BY source, source_id",
-        params,
-    )
-
-
-def _run_message_stages(messages: pl.DataFrame, config: Config, clock: _Clock):
-    kept = messages.with_columns(drop_reason=pl.lit(None, pl.String))
-    stages, drops, cuts = [], [], None
-    for name, transform in message_stages(config):
-        with clock(name):
-            out = transform(kept.lazy()).collect()
-        if name == "strip":
-            cuts = cut_records(out)
-        newly = out.filter(pl.col("drop_reason").is_not_null())
-        stages.append(_stage_counts(name, kept.height, newly["drop_reason"]))
-        drops.append(
-            newly.select(
-                "source",
-                pl.col("source_id").alias("message_id"),
-                pl.lit(name).alias("stage"),
-                pl.col("drop_reason").alias("reason"),
-                pl.lit(None, pl.String).alias("detail"),
-                pl.lit(None, pl.String).alias("example_id"),
-                pl.lit(None, pl.String).alias("text"),
-                pl.lit(None, pl.Float64).alias("similarity"),
-            )
-        )
-        kept = out.filter(pl.col("drop_reason").is_null())
-    return kept, stages, pl.concat(drops), _redaction_counts(kept), cuts
-
-
-def _stage_counts(name: str, before: int, reasons: pl.Series) -> dict[str, Any]:
-    return {"stage": name, "in": before, "out": before - len(reasons), "dropped": _tally(reasons, most_first=True)}
-
-
-def _redaction_counts(kept: pl.DataFrame) -> dict[str, int]:
-    if "redactions" not in kept.columns:
-        return {}
-    return _tally(kept["redactions"].explode().drop_nulls(), most_first=True)
-
-
-def _tally(values: pl.Series, *, most_first: bool = False) -> dict[str, int]:
-    """How often each value occurs, in a stable order: by name, or most frequent first."""
-    counted = values.fill_null("none").value_counts()
-    pairs = [(str(k), int(n)) for k, n in zip(counted[values.name], counted["count"])]
-    return dict(sorted(pairs, key=(lambda p: (-p[1], p[0])) if most_first else None))
-
-
-# ----------------------------------------------------------------------------- example stages
-
-
-def _run_example_stages(kept: pl.DataFrame, config: Config, clock: _Clock):
-    b = config.build
-    with clock("turns"):
-        turns = conversations.assemble_turns(kept, gap_hours=b.conversation_gap_hours)
-    with clock("examples"):
-        examples = conversations.build_examples(turns, context_turns=b.context_turns, context_chars=b.context_chars)
-        examples = conversations.drop_short_responses(examples, min_chars=b.min_response_chars)
-    n_turns = turns.height
-    del turns
-    dedup = DedupConfig(
-        threshold=b.dedup_threshold,
-        num_perm=b.dedup_num_perm,
-        ngram=b.dedup_ngram,
-        seed=b.dedup_seed,
-        max_reply_repeats=b.max_reply_repeats,
-    )
-    with clock("dedup"):
-        examples = deduplicate(examples.lazy(), dedup).collect()
-    reasons = examples.filter(pl.col("drop_reason").is_not_null())
-    stage = _stage_counts("examples", examples.height, reasons["drop_reason"])
-    drops = reasons.select(
-        "source",
-        pl.col("message_ids").list.first().alias("message_id"),
-        pl.lit("examples").alias("stage"),
-        pl.col("drop_reason").alias("reason"),
-        pl.col("dup_cluster").alias("detail"),  # the example a duplicate repeats
-        "example_id",
-        pl.col("response").alias("text"),
-        pl.col("dup_jaccard").alias("similarity"),
-    )
-    kept_examples = examples.filter(pl.col("drop_reason").is_null())
-    n_candidates = examples.height
-    del examples, reasons
-    with clock("trajectory"):
-        kept_examples = add_trajectory(kept_examples.lazy(), column="context").collect()
-    split = conversations.split_of(
-        kept_examples["conv_key"].to_list(),
-        train=b.split_train,
-        valid=b.split_valid,
-        test=b.split_test,
-        seed=b.split_seed,
-    )
-    kept_examples = kept_examples.with_columns(
-        split=pl.col("conv_key").replace_strict(split, default=None, return_dtype=pl.String)
-    ).sort("example_id")
-    return n_turns, n_candidates, stage, drops, kept_examples
+def _owner_and_contacts(messages: pl.DataFrame, config: Config) -> pl.DataFrame:
+    messages = conversations.resolve_owner(messages, config.owner.identities)
+    return labels.apply_contacts(messages, config.contacts, config.owner.phone_region)
 
 
 def _label_speakers(kept: pl.DataFrame, config: Config, redactions: dict[str, int]):
@@ -216,7 +136,7 @@ def _label_speakers(kept: pl.DataFrame, config: Config, redactions: dict[str, in
     kept, pseudonyms = labels.label_speakers(kept, mode=b.speaker_labels, region=config.owner.phone_region)
     if b.redact_pii:
         authors = kept.select(pl.col("author").unique().drop_nulls().sort())
-        clean = redact_secrets(authors.lazy(), pii=True, columns=("author",)).collect()
+        clean = redact.redact_secrets(authors.lazy(), pii=True, columns=("author",)).collect()
         cleaned = dict(zip(authors["author"], clean["author"]))
         if any(k != v for k, v in cleaned.items()):
             kept = kept.with_columns(pl.col("author").replace(cleaned))
@@ -231,6 +151,259 @@ def _label_speakers(kept: pl.DataFrame, config: Config, redactions: dict[str, in
     return kept, privacy
 
 
+def example_stages(config: Config) -> list[Stage]:
+    """From cleaned messages to the examples of a version, in order."""
+    b = config.build
+    settings = dedup.DedupConfig(
+        threshold=b.dedup_threshold,
+        num_perm=b.dedup_num_perm,
+        ngram=b.dedup_ngram,
+        seed=b.dedup_seed,
+        max_reply_repeats=b.max_reply_repeats,
+    )
+
+    def turns(messages: pl.DataFrame) -> pl.DataFrame:
+        return conversations.assemble_turns(messages.select(TURN_COLUMNS), gap_hours=b.conversation_gap_hours)
+
+    def examples(turned: pl.DataFrame) -> pl.DataFrame:
+        return conversations.build_examples(turned, context_turns=b.context_turns, context_chars=b.context_chars)
+
+    def short(candidates: pl.DataFrame) -> pl.DataFrame:
+        return conversations.drop_short_responses(candidates, min_chars=b.min_response_chars)
+
+    def split(kept: pl.DataFrame) -> pl.DataFrame:
+        of = conversations.split_of(
+            kept["conv_key"].to_list(), train=b.split_train, valid=b.split_valid, test=b.split_test, seed=b.split_seed
+        )
+        return kept.with_columns(
+            split=pl.col("conv_key").replace_strict(of, default=None, return_dtype=pl.String)
+        ).sort("example_id")
+
+    return [
+        Stage("turns", turns, counted_as=None),
+        Stage("examples", examples, conversations.REASONS, counted_as="examples"),
+        Stage("short", short, conversations.REASONS, counted_as="examples"),
+        Stage("dedup", lambda f: dedup.deduplicate(f, settings)[0], dedup.REASONS, counted_as="examples"),
+        Stage("trajectory", _lazy(lambda lf: trajectory.add_trajectory(lf, column="context")), counted_as=None),
+        Stage("split", split, counted_as=None),
+    ]
+
+
+def declared_reasons(config: Config) -> dict[str, tuple[str, ...]]:
+    """The drop reasons each counted stage may give, by its name in the manifest."""
+    declared: dict[str, tuple[str, ...]] = {}
+    for stage in [*message_stages(config), *example_stages(config)]:
+        if stage.counted is not None:
+            declared[stage.counted] = (*declared.get(stage.counted, ()), *stage.reasons)
+    return declared
+
+
+def is_declared(reason: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(reason, pattern) for pattern in patterns)
+
+
+@dataclass
+class StageRun:
+    """What the runner returns: the rows kept, the counts per stage, the dropped rows."""
+
+    kept: pl.DataFrame
+    stages: list[dict[str, Any]]  # the manifest's `counts.stages` entries
+    drops: pl.DataFrame  # `build_drops` rows, without `version`
+    rows: dict[str, int]  # rows each stage returned, by stage name (dropped ones included)
+    records: dict[str, pl.DataFrame]  # by stage name, from the stages that have `records`
+
+
+def run_stages(frame: pl.DataFrame, stages: list[Stage], timer: Timer) -> StageRun:
+    """Run `stages` in order; after each, rows with a `drop_reason` leave the frame."""
+    counts: list[dict[str, Any]] = []
+    drops = []
+    rows, records = {}, {}
+    for stage in stages:
+        with timer(stage.name):
+            out = stage.run(frame)
+        rows[stage.name] = out.height
+        if stage.records is not None:
+            records[stage.name] = stage.records(out)
+        if DROP_REASON in out.columns:
+            dropped = out.filter(pl.col(DROP_REASON).is_not_null())
+            frame = out.filter(pl.col(DROP_REASON).is_null())
+        else:
+            dropped, frame = out.clear(), out
+        if stage.counted is None:
+            if dropped.height:
+                raise AssertionError(f"stage {stage.name} dropped rows but is not counted")
+            continue
+        entry = {"stage": stage.counted, "in": out.height, "out": frame.height,
+                 "dropped": _tally(dropped[DROP_REASON], most_first=True) if dropped.height else {}}
+        if counts and counts[-1]["stage"] == stage.counted:
+            entry = _merged(counts.pop(), entry)
+        counts.append(entry)
+        drops.append(_drop_rows(dropped, stage.counted))
+    return StageRun(frame, counts, pl.concat(drops) if drops else _drop_rows(pl.DataFrame(), ""), rows, records)
+
+
+def _merged(first: dict[str, Any], then: dict[str, Any]) -> dict[str, Any]:
+    dropped = dict(first["dropped"])
+    for reason, n in then["dropped"].items():
+        dropped[reason] = dropped.get(reason, 0) + n
+    return {"stage": first["stage"], "in": first["in"], "out": then["out"],
+            "dropped": dict(sorted(dropped.items(), key=lambda p: (-p[1], p[0])))}
+
+
+# Where a `build_drops` column comes from, when the dropped frame has it; else NULL.
+_DROP_SOURCES: dict[str, Callable[[list[str]], pl.Expr | None]] = {
+    "source": lambda cols: pl.col("source"),
+    "message_id": lambda cols: pl.col("source_id") if "source_id" in cols else pl.col("message_ids").list.first(),
+    "reason": lambda cols: pl.col(DROP_REASON),
+    "detail": lambda cols: pl.col("dup_cluster") if "dup_cluster" in cols else None,  # the example it repeats
+    "example_id": lambda cols: pl.col("example_id") if "example_id" in cols else None,
+    "text": lambda cols: pl.col("response") if "response" in cols else None,
+    "similarity": lambda cols: pl.col("dup_jaccard") if "dup_jaccard" in cols else None,
+}
+
+
+def _drop_rows(dropped: pl.DataFrame, stage: str) -> pl.DataFrame:
+    """The `build_drops` rows (all columns but `version`) for the rows a stage dropped."""
+    schema = BUILD_DROPS.polars_schema()
+    columns = [c for c in BUILD_DROPS.column_names if c != "version"]
+    if dropped.height == 0:
+        return pl.DataFrame(schema={c: schema[c] for c in columns})
+    exprs = []
+    for name in columns:
+        expr = pl.lit(stage) if name == "stage" else _DROP_SOURCES[name](dropped.columns)
+        exprs.append((pl.lit(None) if expr is None else expr).cast(schema[name]).alias(name))
+    return dropped.select(exprs)
+
+
+def _redaction_counts(kept: pl.DataFrame) -> dict[str, int]:
+    if redact.REDACTIONS not in kept.columns:
+        return {}
+    return _tally(kept[redact.REDACTIONS].explode().drop_nulls(), most_first=True)
+
+
+def _tally(values: pl.Series, *, most_first: bool = False) -> dict[str, int]:
+    """How often each value occurs, in a stable order: by name, or most frequent first."""
+    counted = values.fill_null("none").value_counts()
+    pairs = [(str(k), int(n)) for k, n in zip(counted[values.name], counted["count"])]
+    return dict(sorted(pairs, key=(lambda p: (-p[1], p[0])) if most_first else None))
+
+
+# ----------------------------------------------------------------------------- load
+
+
+@dataclass
+class Inputs:
+    """What a build reads besides the messages: recorded in the manifest."""
+
+    runs: list[dict[str, Any]]
+    rejected: dict[str, str]  # stored base-model answers by prompt key
+    rejected_through: str | None
+
+
+def load(con, config: Config, run_ids: list[str] | None, rejected_through: str | None) -> tuple[pl.DataFrame, Inputs]:
+    """The messages to build from and the other inputs, read in one go."""
+    if run_ids is None:
+        run_ids = [r for (r,) in con.execute(
+            "SELECT run_id FROM ingest_runs WHERE status = 'ok' ORDER BY run_id").fetchall()]
+    runs = con.execute(
+        "SELECT run_id, source, source_version, watermarks FROM ingest_runs "
+        "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id",
+        [run_ids],
+    ).fetchall()
+    rejected, through = _load_rejected(con, config, rejected_through)
+    inputs = Inputs(
+        [{"run_id": r, "source": s, "source_version": v, "watermarks": json.loads(w or "{}")} for r, s, v, w in runs],
+        rejected,
+        through,
+    )
+    return _load_messages(con, config, run_ids), inputs
+
+
+def _load_messages(con, config: Config, run_ids: list[str]) -> pl.DataFrame:
+    where, params = ["ingest_run_id IN (SELECT unnest(?::VARCHAR[]))"], [run_ids]
+    if config.build.sources:
+        where.append(f"source IN ({', '.join('?' for _ in config.build.sources)})")
+        params += list(config.build.sources)
+    return query_frame(
+        con,
+        "SELECT source, source_id, conversation_id, sent_at, sender, sender_name, is_owner, kind, text, metadata "
+        f"FROM raw_messages WHERE {' AND '.join(where)} ORDER BY source, source_id",
+        params,
+    )
+
+
+def _load_rejected(con, config: Config, through: str | None) -> tuple[dict[str, str], str | None]:
+    """Stored base-model answers by prompt key: the newest per prompt, up to `through`."""
+    where, params = [], []
+    if config.build.rejected_model:
+        where.append("model = ?")
+        params.append(config.build.rejected_model)
+    if through is not None:
+        where.append("created_at <= ?::TIMESTAMPTZ")
+        params.append(through)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    rows = con.execute(
+        f"SELECT prompt_sha256, answer, strftime(created_at, '%Y-%m-%dT%H:%M:%S.%f+00:00') FROM rejected_answers {clause} "
+        "ORDER BY prompt_sha256, created_at DESC, model, params_sha256",
+        params,
+    ).fetchall()
+    answers: dict[str, str] = {}
+    latest = None
+    for key, answer, created in rows:
+        answers.setdefault(key, answer)
+        latest = max(latest or created, created)
+    return answers, through if through is not None else latest
+
+
+# ----------------------------------------------------------------------------- transform
+
+
+@dataclass
+class BuildOutput:
+    """Everything a build makes before anything is written."""
+
+    counts: dict[str, Any]  # the manifest's `counts`
+    owned: int  # messages known to be the owner's, for the message of an empty build
+    redactions: dict[str, int]
+    privacy: dict[str, Any]  # how speakers are labelled and what was redacted, for the manifest
+    examples: pl.DataFrame  # kept, with split and trajectory, sorted by example id
+    drops: pl.DataFrame  # `build_drops` rows without `version`
+    cuts: pl.DataFrame | None  # `build_cuts` rows without `version`
+    files: dict[str, list[str]]  # relative path → lines
+
+    @property
+    def dpo_records(self) -> int:
+        return sum(len(lines) for path, lines in self.files.items() if path.startswith("dpo/"))
+
+
+def transform(messages: pl.DataFrame, rejected: dict[str, str], config: Config, timer: Timer | None = None) -> BuildOutput:
+    """Messages + config → examples, drops, counts and file lines. Pure: no warehouse, no files."""
+    timer = timer or Timer()
+    loaded = {"messages": messages.height, "messages_by_source": _count_by(messages, "source")}
+    with timer("owner"):
+        messages = _owner_and_contacts(messages, config)
+    owned = int(messages["is_owner"].fill_null(False).sum())
+    cleaned = run_stages(messages.with_columns(pl.lit(None, pl.String).alias(DROP_REASON)), message_stages(config), timer)
+    redactions = _redaction_counts(cleaned.kept)
+    with timer("labels"):
+        labelled, privacy = _label_speakers(cleaned.kept, config, redactions)
+    made = run_stages(labelled, example_stages(config), timer)
+    examples = made.kept
+    with timer("render"):
+        files = _render_files(examples, rejected, config)
+    counts = {
+        **loaded,
+        "messages_kept": cleaned.kept.height,
+        "turns": made.rows["turns"],
+        "stages": cleaned.stages + made.stages,
+        "examples": {"candidates": made.rows["examples"], "kept": examples.height},
+        "examples_by_source": _count_by(examples, "source"),
+        "regimes": _count_by(examples, "regime"),
+        "splits": {s: examples.filter(pl.col("split") == s).height for s in SPLITS},
+    }
+    return BuildOutput(counts, owned, redactions, privacy, examples, pl.concat([cleaned.drops, made.drops]), cleaned.records.get("strip"), files)
+
+
 def _messages_of(row: dict[str, Any], system: str) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": system}] if system else []
     messages += [{"role": r, "content": t} for r, t in zip(row["context_roles"], row["context"])]
@@ -239,18 +412,6 @@ def _messages_of(row: dict[str, Any], system: str) -> list[dict[str, str]]:
 
 
 # ----------------------------------------------------------------------------- the build
-
-
-class _Clock(dict):
-    """Seconds per stage, for `etl build --timings` and the benchmark."""
-
-    @contextlib.contextmanager
-    def __call__(self, stage: str):
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self[stage] = self.get(stage, 0.0) + time.perf_counter() - start
 
 
 def build_version(
@@ -264,108 +425,90 @@ def build_version(
     rejected_through: str | None = None,
     record: bool = True,
 ) -> BuildResult:
-    """Build `version` under `datasets`. With `run_ids`, only rows of those ingest runs
-    are read (what `etl verify --rebuild` uses to reproduce an older version)."""
+    """Build `version` under `datasets`: load → transform → write → record.
+
+    With `run_ids`, only rows of those ingest runs are read (what `etl verify
+    --rebuild` uses to reproduce an older version); with `record=False` nothing is
+    stored in the warehouse.
+    """
     _check_version_name(version)
     target = datasets / version
     if not dry_run and target.exists():
         raise VersionExists(_exists_message(target, version))
-    with open_warehouse(warehouse, read_only=dry_run or not record) as con:
-        if not dry_run and record:
-            _forget_unfinished(con, version, target)
-        if run_ids is None:
-            run_ids = [r for (r,) in con.execute(
-                "SELECT run_id FROM ingest_runs WHERE status = 'ok' ORDER BY run_id").fetchall()]
-        runs = con.execute(
-            "SELECT run_id, source, source_version, watermarks FROM ingest_runs "
-            "WHERE run_id IN (SELECT unnest(?::VARCHAR[])) ORDER BY run_id",
-            [run_ids],
-        ).fetchall()
-        clock = _Clock()
-        with clock("load"):
-            messages = conversations.resolve_owner(_load_messages(con, config, run_ids), config.owner.identities)
-            messages = labels.apply_contacts(messages, config.contacts, config.owner.phone_region)
-        rejected, rejected_through = _load_rejected(con, config, rejected_through)
-
-        loaded = {"messages": messages.height, "messages_by_source": _count_by(messages, "source")}
-        owned = int(messages["is_owner"].fill_null(False).sum())
-        kept, stages, message_drops, redactions, cuts = _run_message_stages(messages, config, clock)
-        with clock("labels"):
-            kept, privacy = _label_speakers(kept, config, redactions)
-        n_kept = kept.height
-        del messages  # the raw frame is not needed again; a million rows of text are worth freeing
-        n_turns, n_candidates, example_stage, example_drops, examples = _run_example_stages(
-            kept.select(TURN_COLUMNS), config, clock
-        )
-        del kept
-        stages.append(example_stage)
-        with clock("render"):
-            files = _render_files(examples, rejected, config)
-        split_counts = {s: examples.filter(pl.col("split") == s).height for s in SPLITS}
-        dpo_records = sum(len(lines) for path, lines in files.items() if path.startswith("dpo/"))
-        manifest: dict[str, Any] = {
-            "version": version,
-            "schema_version": SCHEMA_VERSION,
-            "etl_version": __version__,
-            "trajectory_version": TRAJECTORY_VERSION,
-            "config": config.as_dict(),
-            "config_sha256": config.sha256(),
-            "inputs": {
-                "ingest_runs": [
-                    {"run_id": r, "source": s, "source_version": v, "watermarks": json.loads(w or "{}")}
-                    for r, s, v, w in runs
-                ],
-                "rejected_answers_through": rejected_through,
-            },
-            "counts": {
-                **loaded,
-                "messages_kept": n_kept,
-                "turns": n_turns,
-                "stages": stages,
-                "examples": {"candidates": n_candidates, "kept": examples.height},
-                "examples_by_source": _count_by(examples, "source"),
-                "regimes": _count_by(examples, "regime"),
-                "splits": split_counts,
-            },
-            "redactions": redactions,
-            "privacy": privacy,
-            "dpo": {
-                "records": dpo_records,
-                "note": None if dpo_records else
-                "no base-model answers stored for these prompts yet: run `etl train rejected`, then build again",
-            },
-        }
-        if dry_run:
-            return BuildResult(version, None, manifest, dry_run=True, timings=dict(clock))
-        if not examples.height:
-            raise nothing_to_write(manifest, owned)
-
-        private_dir(datasets)
-        _remove_stale_partials(datasets)
-        partial = datasets / f".partial-{version}-{os.getpid()}"
-        shutil.rmtree(partial, ignore_errors=True)
-        try:
-            partial.mkdir(parents=True)
-            with clock("write"):
-                manifest["files"] = _write_files(partial, files)
-                manifest["dataset_sha256"] = dataset_sha256(manifest["files"])
-                (partial / "README.md").write_text(data_card(manifest), encoding="utf-8")
-                write_manifest_and_sums(partial, manifest)
+    timer = Timer()
+    with timer("load"), open_warehouse(warehouse, read_only=True) as con:
+        messages, inputs = load(con, config, run_ids, rejected_through)
+    output = transform(messages, inputs.rejected, config, timer)
+    manifest = _manifest(version, config, inputs, output)
+    if dry_run:
+        return BuildResult(version, None, manifest, dry_run=True, timings=dict(timer.seconds))
+    if not output.examples.height:
+        raise nothing_to_write(manifest, output.owned)
+    private_dir(datasets)
+    _remove_stale_partials(datasets)
+    partial = datasets / f".partial-{version}-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        with timer("write"):
+            write(partial, manifest, output)
+        with timer("record"):
             if record:
-                # Rows first, then the folder appears: a build killed between the two leaves
-                # rows without a folder, which the next build of this version removes.
-                with clock("record"), transaction(con):
-                    _record(con, version, target, manifest, examples, message_drops, example_drops, cuts)
-                try:
-                    os.rename(partial, target)
-                except OSError:
-                    _forget_unfinished(con, version, target)
-                    raise
+                record_version(warehouse, version, partial, target, manifest, output)
             else:
                 os.rename(partial, target)
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return BuildResult(version, target, manifest, timings=dict(clock))
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return BuildResult(version, target, manifest, timings=dict(timer.seconds))
+
+
+def _manifest(version: str, config: Config, inputs: Inputs, output: BuildOutput) -> dict[str, Any]:
+    return {
+        "version": version,
+        "schema_version": SCHEMA_VERSION,
+        "etl_version": __version__,
+        "trajectory_version": trajectory.TRAJECTORY_VERSION,
+        "config": config.as_dict(),
+        "config_sha256": config.sha256(),
+        "inputs": {"ingest_runs": inputs.runs, "rejected_answers_through": inputs.rejected_through},
+        "counts": output.counts,
+        "redactions": output.redactions,
+        "privacy": output.privacy,
+        "dpo": {
+            "records": output.dpo_records,
+            "note": None if output.dpo_records else
+            "no base-model answers stored for these prompts yet: run `etl train rejected`, then build again",
+        },
+    }
+
+
+def write(partial: Path, manifest: dict[str, Any], output: BuildOutput) -> None:
+    """The version's files in `partial`; completes the manifest with their hashes."""
+    partial.mkdir(parents=True)
+    manifest["files"] = _write_files(partial, output.files)
+    manifest["dataset_sha256"] = dataset_sha256(manifest["files"])
+    (partial / "README.md").write_text(data_card(manifest), encoding="utf-8")
+    write_manifest_and_sums(partial, manifest)
+
+
+def record_version(
+    warehouse: Path, version: str, partial: Path, target: Path, manifest: dict[str, Any], output: BuildOutput
+) -> None:
+    """Store the version's rows, then let its folder appear, under one hold of the warehouse.
+
+    Rows first, then the folder: a build killed between the two leaves rows without a
+    folder, which the next build of this version removes.
+    """
+    with open_warehouse(warehouse) as con:
+        _forget_unfinished(con, version, target)
+        if target.exists():  # another build of this name finished while this one ran
+            raise VersionExists(_exists_message(target, version))
+        with transaction(con):
+            _record_rows(con, version, target, manifest, output)
+        try:
+            os.rename(partial, target)
+        except OSError:
+            _forget_unfinished(con, version, target)
+            raise
 
 
 def nothing_to_write(manifest: dict[str, Any], owned: int) -> EtlError:
@@ -441,29 +584,6 @@ def _count_by(frame: pl.DataFrame, column: str) -> dict[str, int]:
     return _tally(frame[column])
 
 
-def _load_rejected(con, config: Config, through: str | None) -> tuple[dict[str, str], str | None]:
-    """Stored base-model answers by prompt key: the newest per prompt, up to `through`."""
-    where, params = [], []
-    if config.build.rejected_model:
-        where.append("model = ?")
-        params.append(config.build.rejected_model)
-    if through is not None:
-        where.append("created_at <= ?::TIMESTAMPTZ")
-        params.append(through)
-    clause = f"WHERE {' AND '.join(where)}" if where else ""
-    rows = con.execute(
-        f"SELECT prompt_sha256, answer, strftime(created_at, '%Y-%m-%dT%H:%M:%S.%f+00:00') FROM rejected_answers {clause} "
-        "ORDER BY prompt_sha256, created_at DESC, model, params_sha256",
-        params,
-    ).fetchall()
-    answers: dict[str, str] = {}
-    latest = None
-    for key, answer, created in rows:
-        answers.setdefault(key, answer)
-        latest = max(latest or created, created)
-    return answers, through if through is not None else latest
-
-
 RENDER_CHUNK = 50_000  # examples turned into Python objects at a time, to bound memory
 
 
@@ -472,7 +592,7 @@ def _render_files(examples: pl.DataFrame, rejected: dict[str, str], config: Conf
     formats = set(config.build.formats)
     system = config.build.system_text(config.owner)
     if config.build.redact_pii:
-        system = redact_str(system, pii=True)[0]
+        system = redact.redact_str(system, pii=True)[0]
     names = {"system": "system", "user": "human", "assistant": "gpt"}
     files: dict[str, list[str]] = {}
     needed = ["example_id", "split", "context", "context_roles", "response", "regime", *TRAJECTORY_COLUMNS]
@@ -519,15 +639,15 @@ def _write_files(folder: Path, files: dict[str, list[str]]) -> dict[str, dict[st
     return written
 
 
-def _record(con, version, target, manifest, examples, message_drops, example_drops, cuts=None) -> None:
+def _record_rows(con, version: str, target: Path, manifest: dict[str, Any], output: BuildOutput) -> None:
     built = {
         "version": version,
         "built_at": datetime.now(UTC),
         "config_sha256": manifest["config_sha256"],
         "dataset_sha256": manifest["dataset_sha256"],
         "path": str(target),
-        "examples": examples.height,
-        "dropped": message_drops.height + example_drops.height,
+        "examples": output.examples.height,
+        "dropped": output.drops.height,
         "manifest": canonical_json(manifest),
     }
     insert_frame(con, BUILDS, pl.DataFrame([built], schema=BUILDS.polars_schema()))
@@ -536,22 +656,23 @@ def _record(con, version, target, manifest, examples, message_drops, example_dro
     # its per-segment analysis: 1M-message bench, 4.1 s and 85 MB -> 2.5 s and 77 MB.
     con.execute("SET force_compression = 'zstd'")
     try:
-        _record_rows(con, version, examples, message_drops, example_drops)
-        if cuts is not None:
-            insert_frame(con, BUILD_CUTS, cuts.with_columns(version=pl.lit(version)).select(BUILD_CUTS.column_names))
+        _insert_examples_and_drops(con, version, output)
+        if output.cuts is not None:
+            cuts = output.cuts.with_columns(version=pl.lit(version)).select(BUILD_CUTS.column_names)
+            insert_frame(con, BUILD_CUTS, cuts)
     finally:
         con.execute("RESET force_compression")
 
 
-def _record_rows(con, version, examples, message_drops, example_drops) -> None:
+def _insert_examples_and_drops(con, version: str, output: BuildOutput) -> None:
     # The ChatML line itself lives in the version's files; SQL gets prompt and response.
     scalars = [pl.col(c).alias(c.removeprefix("traj_")) for c in TRAJECTORY_COLUMNS]
-    recorded = examples.with_columns(
+    recorded = output.examples.with_columns(
         version=pl.lit(version),
         trajectory=pl.struct(pl.col("regime"), *scalars).struct.json_encode(),
     )
     insert_frame(con, BUILD_EXAMPLES, recorded.select(BUILD_EXAMPLES.column_names).cast(BUILD_EXAMPLES.polars_schema()))  # type: ignore[arg-type]
-    drops = pl.concat([message_drops, example_drops]).with_columns(pl.lit(version).alias("version"))
+    drops = output.drops.with_columns(pl.lit(version).alias("version"))
     insert_frame(con, BUILD_DROPS, drops.cast(BUILD_DROPS.polars_schema()))  # type: ignore[arg-type]
 
 

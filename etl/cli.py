@@ -304,7 +304,8 @@ def build(obj, version, dry_run, sources_, timings, **overrides):
 @click.pass_obj
 def verify(obj, version, rebuild):
     """Check every file of VERSION against its SHA256SUMS and manifest."""
-    from etl.versions import rebuild_and_compare, verify_version
+    from etl.verify import rebuild_and_compare
+    from etl.versions import verify_version
     from etl.warehouse import require_warehouse
 
     require_warehouse(obj.warehouse)
@@ -321,7 +322,7 @@ def verify(obj, version, rebuild):
 @click.pass_obj
 def diff(obj, old, new):
     """Examples added and removed between two versions, by source and reason."""
-    from etl.versions import diff_versions
+    from etl.inspect import diff_versions
 
     click.echo(diff_versions(obj.warehouse, old, new))
 

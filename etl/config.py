@@ -70,6 +70,11 @@ class Config:
     contacts: dict[str, str] = field(default_factory=dict)
     path: Path | None = None  # where it was read from; not part of the hash
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Config:
+        """The config a manifest recorded (`as_dict`'s output), e.g. to rebuild its version."""
+        return cls(owner=_coerce(Owner, data.get("owner", {})), build=_coerce(BuildConfig, data.get("build", {})))
+
     def source_options(self, name: str) -> dict[str, Any]:
         return dict(self.sources.get(name, {}))
 

@@ -1,4 +1,4 @@
-"""Looking into the warehouse: `etl status`, `etl sql`, `etl shell`."""
+"""Looking into the warehouse: `etl status`, `etl sql`, `etl shell`, `etl diff`."""
 
 from __future__ import annotations
 
@@ -105,3 +105,34 @@ def interactive_shell(warehouse: Path, read_only: bool = True) -> None:
                 continue
             if frame is not None:
                 print(_table(frame))
+
+
+def diff_versions(warehouse: Path, old: str, new: str) -> str:
+    with open_warehouse(warehouse, read_only=True) as con:
+        known = {v for (v,) in con.execute("SELECT version FROM builds").fetchall()}
+        for v in (old, new):
+            if v not in known:
+                raise EtlError(f"no version {v} in the warehouse; built: {', '.join(sorted(known)) or 'none'}")
+        added = con.execute(
+            """SELECT source, count(*) FROM build_examples n WHERE version = $new
+               AND NOT EXISTS (SELECT 1 FROM build_examples o WHERE o.version = $old AND o.example_id = n.example_id)
+               GROUP BY 1 ORDER BY 1""",
+            {"old": old, "new": new},
+        ).fetchall()
+        removed = con.execute(
+            """SELECT o.source, coalesce(d.reason, 'not in the newer input'), count(*)
+               FROM build_examples o
+               LEFT JOIN (SELECT DISTINCT ON (message_id) message_id, stage || ':' || reason AS reason
+                          FROM build_drops WHERE version = $new ORDER BY message_id, stage, reason) d
+                 ON d.message_id = o.message_ids[1]
+               WHERE o.version = $old
+                 AND NOT EXISTS (SELECT 1 FROM build_examples n WHERE n.version = $new AND n.example_id = o.example_id)
+               GROUP BY 1, 2 ORDER BY 1, 3 DESC""",
+            {"old": old, "new": new},
+        ).fetchall()
+    lines = [f"{old} → {new}"]
+    lines.append(f"added: {sum(n for _, n in added):,}")
+    lines += [f"  {source:<16} {n:>10,}" for source, n in added]
+    lines.append(f"removed: {sum(n for *_, n in removed):,}")
+    lines += [f"  {source:<16} {reason:<36} {n:>10,}" for source, reason, n in removed]
+    return "\n".join(lines)

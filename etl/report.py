@@ -35,13 +35,12 @@ import polars as pl
 
 from etl import __version__
 from etl.errors import EtlError
-from etl.transforms.dedup import DROP_DUPLICATE, DROP_NEAR_DUPLICATE, DROP_REPLY_REPEATS
+from etl.transforms.dedup import REASONS as DEDUP_REASONS
 from etl.transforms.trajectory import REGIMES, SCALARS
+from etl.schemas.records import SPLITS
 from etl.versions import SUMS, read_manifest, verify_version
 from etl.warehouse import open_warehouse, query_frame
 
-SPLITS = ("train", "valid", "test")
-DEDUP_REASONS = (DROP_DUPLICATE, DROP_NEAR_DUPLICATE, DROP_REPLY_REPEATS)
 SAMPLES_PER_SPLIT = 20
 TOP_CLUSTERS = 20
 MEMBERS_SHOWN = 10  # per cluster and kind (kept, dropped); the counts are complete

@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 ROLES = ("system", "user", "assistant")
+SPLITS = ("train", "valid", "test")  # a version's files per format: chatml/train.jsonl, …
 
 
 def canonical_json(value: Any) -> str:

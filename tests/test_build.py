@@ -261,3 +261,45 @@ def test_owner_named_in_the_config_after_ingest_still_counts(tmp_path):
     assert not (tmp_path / "d").exists()
     named = build_version(warehouse, tmp_path / "d", "v2", Config(owner=Owner(names=("sam rivera",))))
     assert named.manifest["counts"]["examples"]["kept"] == 1
+
+
+def test_every_reason_a_build_gives_is_declared(warehouse, tmp_path):
+    from etl.build import declared_reasons, is_declared
+
+    config = Config(owner=Owner(names=("Sam",)))
+    build_version(warehouse, tmp_path / "datasets", "v1", config)
+    with open_warehouse(warehouse, read_only=True) as con:
+        given = con.execute("SELECT DISTINCT stage, reason FROM build_drops ORDER BY ALL").fetchall()
+    declared = declared_reasons(config)
+    # The corpus makes drops in two stages and three modules, so the check has something to check.
+    assert {stage for stage, _ in given} >= {"meta", "examples"}
+    assert {"short_response", "reply_repeats", "kind:reaction"} <= {reason for _, reason in given}
+    undeclared = [(s, r) for s, r in given if not is_declared(r, declared.get(s, ()))]
+    assert undeclared == []
+    assert not is_declared("kind:reaction", declared["examples"])
+
+
+def test_transform_needs_no_warehouse_and_leaves_it_free(warehouse, tmp_path, monkeypatch):
+    import etl.build as build
+
+    config = Config(owner=Owner(names=("Sam",)))
+    with open_warehouse(warehouse, read_only=True) as con:
+        messages, inputs = build.load(con, config, None, None)
+    first = build.transform(messages, inputs.rejected, config)
+    again = build.transform(messages, inputs.rejected, config)
+    assert first.files == again.files and first.counts == again.counts
+    assert first.counts["examples"]["kept"] == sum(len(v) for k, v in first.files.items() if k.startswith("chatml/"))
+
+    seen = []
+    original = build.transform
+
+    def meanwhile(*args, **kwargs):
+        # Another etl command writes to the warehouse while the build transforms.
+        with open_warehouse(warehouse) as con:
+            seen.append(con.execute("SELECT count(*) FROM raw_messages").fetchone()[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(build, "transform", meanwhile)
+    result = _build(warehouse, tmp_path / "datasets")
+    assert seen and seen[0] == first.counts["messages"]
+    assert result.manifest["counts"] == first.counts

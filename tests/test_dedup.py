@@ -27,6 +27,8 @@ from etl.transforms.dedup import (
     shingle_hash32,
     shingles,
 )
+from etl.transforms.dedup import _near_duplicates
+from etl.transforms.timer import Timer
 
 # --------------------------------------------------------------------------
 # Oracle helpers
@@ -98,7 +100,7 @@ def frame(rows: list[tuple]) -> pl.DataFrame:
 
 
 def run(df: pl.DataFrame, cfg: DedupConfig | None = None, **kw) -> pl.DataFrame:
-    return deduplicate(df.lazy(), cfg or DedupConfig(), **kw).collect()
+    return deduplicate(df, cfg or DedupConfig(), **kw)[0]
 
 
 def by_id(out: pl.DataFrame) -> dict[str, dict]:
@@ -221,9 +223,9 @@ def test_large_bucket_is_complete():
         if t not in texts:
             texts.append(t)
     cfg = DedupConfig(threshold=0.7, num_perm=64)
-    stats: dict = {}
-    g = near_duplicate_groups(pl.Series(texts), cfg, stats=stats)
-    assert stats["large_bucket_members"] > 0 and stats["completion_checked"] > 0
+    _, _, found = _near_duplicates(pl.Series(texts), cfg, None, Timer())
+    assert found["large_bucket_members"] > 0 and found["completion_checked"] > 0
+    g = near_duplicate_groups(pl.Series(texts), cfg)
     keeper, jac = reference_groups(texts, cfg)
     assert g.get_column("keeper").to_list() == keeper
     assert g.get_column("jaccard").to_list() == pytest.approx(jac)
@@ -365,7 +367,7 @@ def test_dropped_rows_pass_through_and_order_is_kept():
 
 def test_custom_key_and_order():
     df = frame([("a", "p", "x", 2), ("b", "p", "x", 1)]).with_columns(pl.col("response").alias("reply"), pl.Series("seq", [1, 2]))
-    out = by_id(deduplicate(df.lazy(), DedupConfig(), key="reply", order=["seq"]).collect())
+    out = by_id(deduplicate(df, DedupConfig(), key="reply", order=["seq"])[0])
     assert out["a"]["drop_reason"] is None and out["b"]["drop_reason"] == DROP_DUPLICATE
 
 

@@ -20,7 +20,7 @@ import polars as pl
 
 from etl.schemas.errors import EtlError
 from etl.schemas import REJECTED_ANSWERS
-from etl.schemas.records import canonical_json, prompt_key
+from etl.schemas.records import SPLITS, canonical_json, prompt_key
 from etl.train.mlx_config import model_ref
 from etl.schemas.hashing import verify_version
 from etl.warehouse import insert_frame, open_warehouse
@@ -64,7 +64,7 @@ def version_prompts(version_dir: Path) -> list[Messages]:
     """Each distinct prompt of the version's chat records, in file order."""
     seen: set[str] = set()
     prompts: list[Messages] = []
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         path = version_dir / "chatml" / f"{split}.jsonl"
         if not path.is_file():
             continue

@@ -24,12 +24,11 @@ import polars as pl
 from etl.schemas.errors import EtlError
 from etl.schemas.paths import etl_home, owner_only
 from etl.schemas import TRAIN_RUNS
-from etl.schemas.records import canonical_json
+from etl.schemas.records import SPLITS, canonical_json
 from etl.train import mlx_config, presets, runner
 from etl.schemas.hashing import verify_version
 from etl.warehouse import insert_frame, open_warehouse
 
-SPLITS = ("train", "valid", "test")
 # The data folder each mode hands to its trainer, inside a version.
 DATA_FOLDER = {"sft": "chatml", "dpo": "dpo"}
 # The trainer of each mode: (module, package).

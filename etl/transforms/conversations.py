@@ -15,6 +15,12 @@ from collections.abc import Sequence
 import numpy as np
 import polars as pl
 
+from etl.schemas.records import SPLITS
+
+NO_CONTEXT = "no_context"  # an owner turn that opens a session answers nothing
+SHORT_RESPONSE = "short_response"
+REASONS = (NO_CONTEXT, SHORT_RESPONSE)  # every drop reason this module gives
+
 
 def resolve_owner(messages: pl.DataFrame, identities: Sequence[str]) -> pl.DataFrame:
     """Settle `is_owner` where the export could not tell (NULL): the owner wrote a
@@ -96,7 +102,7 @@ def build_examples(turns: pl.DataFrame, *, context_turns: int, context_chars: in
     `turns` as `assemble_turns` returns them (sorted by session, then turn). Returns
     `example_id`, `source`, `conversation_id`, `conv_key`, `session_id`, `sent_at`,
     `response`, `message_ids`, `context` (texts, oldest first), `context_roles`,
-    `context_ids` and `drop_reason` ("no_context" for an owner turn that opens a
+    `context_ids` and `drop_reason` (`NO_CONTEXT` for an owner turn that opens a
     session: there is nothing it answers).
     """
     turns = turns.with_row_index("_row")
@@ -169,7 +175,7 @@ def build_examples(turns: pl.DataFrame, *, context_turns: int, context_chars: in
         )
     )
     return examples.with_columns(
-        drop_reason=pl.when(pl.col("context").list.len() == 0).then(pl.lit("no_context")).otherwise(pl.lit(None, pl.String)),
+        drop_reason=pl.when(pl.col("context").list.len() == 0).then(pl.lit(NO_CONTEXT)).otherwise(pl.lit(None, pl.String)),
         prompt=pl.col("context").list.join("\n\n"),
     )
 
@@ -177,7 +183,7 @@ def build_examples(turns: pl.DataFrame, *, context_turns: int, context_chars: in
 def drop_short_responses(examples: pl.DataFrame, *, min_chars: int) -> pl.DataFrame:
     return examples.with_columns(
         drop_reason=pl.when(pl.col("drop_reason").is_null() & (pl.col("response").str.len_chars() < min_chars))
-        .then(pl.lit("short_response"))
+        .then(pl.lit(SHORT_RESPONSE))
         .otherwise(pl.col("drop_reason"))
     )
 
@@ -205,7 +211,7 @@ def split_of(conv_keys: list[str], *, train: float, valid: float, test: float, s
         share = {"train": train, "valid": valid, "test": test}
         for name in ("valid", "test"):
             if share[name] > 0 and name not in assigned.values():
-                largest = max(("train", "valid", "test"), key=lambda s: sum(v == s for v in assigned.values()))
+                largest = max(SPLITS, key=lambda s: sum(v == s for v in assigned.values()))
                 donors = [k for k, v in assigned.items() if v == largest]
                 nearest = min(donors, key=lambda k: (abs(position[k] - lower[name]), k))
                 assigned[nearest] = name

@@ -52,20 +52,23 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 
 import numpy as np
 import polars as pl
 
+from etl.transforms.timer import Timer
+
 __all__ = [
     "DROP_DUPLICATE",
     "DROP_NEAR_DUPLICATE",
     "DROP_REPLY_REPEATS",
+    "REASONS",
     "DedupConfig",
+    "DedupStats",
     "deduplicate",
     "lsh_params",
     "minhash_signatures",
@@ -79,6 +82,7 @@ __all__ = [
 DROP_DUPLICATE = "duplicate"
 DROP_NEAR_DUPLICATE = "near_duplicate"
 DROP_REPLY_REPEATS = "reply_repeats"
+REASONS = (DROP_DUPLICATE, DROP_NEAR_DUPLICATE, DROP_REPLY_REPEATS)  # every drop reason this module gives
 
 
 @dataclass(frozen=True)
@@ -669,36 +673,12 @@ def _completion_pairs(
                 yield src[need], dst[need]
 
 
-class _Clock:
-    """Wall and CPU seconds of consecutive stages, for ``stats``."""
-
-    def __init__(self) -> None:
-        self.start = self.wall = time.perf_counter()
-        self.start_cpu = self.cpu = time.process_time()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        wall, cpu = time.perf_counter(), time.process_time()
-        self.laps[f"{name}_s"] = wall - self.wall
-        self.laps[f"{name}_cpu_s"] = cpu - self.cpu
-        self.wall, self.cpu = wall, cpu
-
-    @property
-    def total(self) -> float:
-        return self.wall - self.start
-
-    @property
-    def total_cpu(self) -> float:
-        return self.cpu - self.start_cpu
-
-
 def _near_duplicates(
-    texts: pl.Series, cfg: DedupConfig, threads: int | None, stats: dict | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """keeper index and Jaccard with it, per text."""
+    texts: pl.Series, cfg: DedupConfig, threads: int | None, clock: Timer
+) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """keeper index and Jaccard with it, per text, and what the search found."""
     m = len(texts)
     threads = threads or _default_threads()
-    clock = _Clock()
     cps, lens = _code_points(texts)
     hv, counts = _shingle_hashes(cps, lens, cfg.ngram, threads)
     del cps
@@ -749,22 +729,20 @@ def _near_duplicates(
         status = _greedy(m, src, dst)
         keeper, jac = _keepers(m, src, dst, sim, status)
     clock.lap("greedy")
-    if stats is not None:
-        stats.update(
-            texts=m,
-            shingles=int(counts.sum()),
-            lsh_bands=bands,
-            lsh_rows=rows,
-            candidate_pairs=n_candidates,
-            exact_checked=exact_checked,
-            verified_pairs=len(src),
-            large_bucket_members=int(sum(len(x[0]) for x in large)),
-            completion_checked=completion_checked,
-            completion_rounds=completion_rounds,
-            near_dropped=int((keeper != np.arange(m)).sum()),
-            **clock.laps,
-        )
-    return keeper, jac
+    found = {
+        "texts": m,
+        "shingles": int(counts.sum()),
+        "lsh_bands": bands,
+        "lsh_rows": rows,
+        "candidate_pairs": n_candidates,
+        "exact_checked": exact_checked,
+        "verified_pairs": len(src),
+        "large_bucket_members": int(sum(len(x[0]) for x in large)),
+        "completion_checked": completion_checked,
+        "completion_rounds": completion_rounds,
+        "near_dropped": int((keeper != np.arange(m)).sum()),
+    }
+    return keeper, jac, found
 
 
 # A MinHash estimate of Jaccard J has a standard deviation of sqrt(J(1-J)/num_perm),
@@ -825,9 +803,7 @@ def _verify(
     return sim >= cfg.threshold, sim, len(near)
 
 
-def near_duplicate_groups(
-    texts: pl.Series, cfg: DedupConfig, *, threads: int | None = None, stats: dict | None = None
-) -> pl.DataFrame:
+def near_duplicate_groups(texts: pl.Series, cfg: DedupConfig, *, threads: int | None = None) -> pl.DataFrame:
     """Near-duplicate keepers of distinct texts given in priority order.
 
     ``texts`` are distinct normalised texts, index 0 first (the preferred
@@ -844,7 +820,7 @@ def near_duplicate_groups(
     if not isinstance(texts, pl.Series):
         texts = pl.Series(list(texts), dtype=pl.String)
     m = len(texts)
-    keeper, jac = _near_duplicates(texts, cfg, threads, stats)
+    keeper, jac, _ = _near_duplicates(texts, cfg, threads, Timer())
     return pl.DataFrame(
         {
             "idx": np.arange(m, dtype=np.uint32),
@@ -860,15 +836,33 @@ def near_duplicate_groups(
 # --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DedupStats:
+    """What :func:`deduplicate` found and how long each step took (never in an output file)."""
+
+    input_rows: int
+    active_rows: int  # rows without a drop reason on entry: the ones judged
+    distinct_texts: int
+    duplicate: int
+    near_duplicate: int
+    reply_repeats: int
+    near: dict[str, int]  # the near-duplicate search: candidate pairs, verified pairs, …
+    seconds: dict[str, float]  # wall and CPU seconds per step (``<step>_s``, ``<step>_cpu_s``, ``total_s``)
+
+    def as_dict(self) -> dict[str, float]:
+        """One flat mapping, as ``bench/dedup.py`` prints it."""
+        counts = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("near", "seconds")}
+        return {**self.near, **counts, **self.seconds}
+
+
 def deduplicate(
-    lf: pl.LazyFrame,
+    frame: pl.DataFrame,
     cfg: DedupConfig,
     *,
     key: str = "response",
     order: Sequence[str] = ("sent_at", "example_id"),
     threads: int | None = None,
-    stats: dict | None = None,
-) -> pl.LazyFrame:
+) -> tuple[pl.DataFrame, DedupStats]:
     """Mark duplicate examples in ``drop_reason`` and add their clusters.
 
     Rows whose ``drop_reason`` is already set are passed through untouched.
@@ -888,12 +882,12 @@ def deduplicate(
     is one kept text, every row with that text and every row whose text is a
     near duplicate of it. ``dup_jaccard`` is the verified Jaccard of the
     row's text with the kept text (1.0 for the same text), null when alone.
-    The row order and the other columns are unchanged. The input is collected
-    once; the result is returned as a LazyFrame.
+    The row order and the other columns are unchanged. Returns the marked frame
+    and the counts of what was found.
     """
-    clock = _Clock()
+    clock = Timer()
     threads = threads or _default_threads()
-    df = lf.collect()
+    df = frame
     n = df.height
     sort_cols = list(order) + ([] if "example_id" in order else ["example_id"])
     active_rows = np.flatnonzero(df.get_column("drop_reason").is_null().to_numpy())
@@ -942,9 +936,7 @@ def deduplicate(
     clock.lap("exact")
 
     # Stage 2: near duplicates among the distinct texts.
-    near_stats: dict = {}
-    keeper, jac = _near_duplicates(texts, cfg, threads, near_stats)
-    clock.lap("near")
+    keeper, jac, near_found = _near_duplicates(texts, cfg, threads, clock)  # laps shingle … greedy
 
     keeper_text = keeper[tid]
     near = keeper_text != tid
@@ -993,20 +985,17 @@ def deduplicate(
         pl.when(pl.col("__in")).then(pl.col("__jac")).alias("dup_jaccard"),
     ).drop("__code", "__cluster", "__jac", "__in")
     clock.lap("assign")
-    if stats is not None:
-        stats.update(near_stats)
-        stats.update(
-            input_rows=n,
-            active_rows=n_active,
-            distinct_texts=n_texts,
-            duplicate=int(dup.sum()),
-            near_duplicate=int((near & ~dup).sum()),
-            reply_repeats=int(repeats.sum()),
-            **clock.laps,
-            total_s=clock.total,
-            total_cpu_s=clock.total_cpu,
-        )
-    return out.lazy()
+    stats = DedupStats(
+        input_rows=n,
+        active_rows=n_active,
+        distinct_texts=n_texts,
+        duplicate=int(dup.sum()),
+        near_duplicate=int((near & ~dup).sum()),
+        reply_repeats=int(repeats.sum()),
+        near=near_found,
+        seconds={**clock.laps(), "total_s": clock.total, "total_cpu_s": clock.total_cpu},
+    )
+    return out, stats
 
 
 def _normalize_series(texts: pl.Series, threads: int) -> pl.Series:

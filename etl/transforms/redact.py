@@ -24,6 +24,7 @@ import polars as pl
 from etl.transforms.text import KEEP, merge_rows, rewrite_flagged_rows
 
 REDACTIONS = "redactions"
+REASONS: tuple[str, ...] = ()  # it rewrites text and drops nothing
 _B = r"(?-u:\b)"  # ASCII word boundary: secrets are ASCII, and it keeps the regex on the fast engine
 
 # Characters a token may be made of, and where a key's value stops.

@@ -26,6 +26,8 @@ from etl.schemas import meta_text
 
 TEXT = "text"
 DROP_REASON = "drop_reason"
+# Every drop reason this module gives; `*` stands for the message kind or the meta family.
+REASONS = ("empty", "empty_after_strip", "superseded", "forwarded", "kind:*", "meta:*")
 
 
 # ============================================================================ shared helpers
