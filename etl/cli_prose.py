@@ -26,11 +26,11 @@ Example:
 @click.option("--author", help="Who wrote these documents (default: the owner).")
 @click.pass_obj
 def ingest_prose(obj, paths, author):
-    from etl.cli import _config
+    from etl.config import load_config
     from etl.progress import counter
     from etl.prose.ingest import run_prose_ingest
 
-    config = _config(obj)
+    config = load_config(obj.config_path)
     author = author or config.source_options("prose").get("author")
     with counter("ingest prose") as advance:
         result = run_prose_ingest(obj.warehouse, [Path(p).expanduser() for p in paths], config.owner, author, advance)
