@@ -32,7 +32,7 @@ import polars as pl
 from etl import __version__
 from etl.config import Config
 from etl.errors import EtlError, VersionExists
-from etl.paths import private_dir
+from etl.paths import owner_only, private_dir
 from etl.schemas import BUILD_CUTS, BUILD_DROPS, BUILD_EXAMPLES, BUILDS, SCHEMA_VERSION
 from etl.schemas.records import SPLITS, canonical_json, chat_record, dpo_record, flatten_prompt, prompt_key
 from etl.transforms import conversations, dedup, labels, redact, replies, text, trajectory
@@ -449,13 +449,14 @@ def build_version(
     partial = datasets / f".partial-{version}-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        with timer("write"):
-            write(partial, manifest, output)
-        with timer("record"):
-            if record:
-                record_version(warehouse, version, partial, target, manifest, output)
-            else:
-                os.rename(partial, target)
+        with owner_only():  # a dataset is the owner's conversations: nobody else may read it
+            with timer("write"):
+                write(partial, manifest, output)
+            with timer("record"):
+                if record:
+                    record_version(warehouse, version, partial, target, manifest, output)
+                else:
+                    os.rename(partial, target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
     return BuildResult(version, target, manifest, timings=dict(timer.seconds))
