@@ -275,20 +275,42 @@ def init(path, force):
 @click.option("--speaker-labels", type=click.Choice(["names", "pseudonyms"]),
               help="Group-chat labels of other people: names (a pseudonym where none) or pseudonyms.")
 @click.option("--timings", is_flag=True, help="Print the seconds each stage took.")
+@click.option("--corpus", type=click.Choice(["chat", "prose"]), default="chat", show_default=True,
+              help="chat: messages into conversations; prose: documents into many-to-one style pairs.")
+@click.option("--tokenizer", type=click.Path(exists=True, path_type=Path),
+              help="prose: a local tokenizer.json (or model folder) to count tokens in; default: words.")
+@click.option("--target-tokens", type=int, help="prose: total token budget, shared evenly across documents.")
+@click.option("--chunk-tokens", type=int, help="prose: at most this many tokens per chunk.")
+@click.option("--min-para-words", type=int, help="prose: shorter paragraphs are dropped.")
 @click.pass_obj
-def build(obj, version, dry_run, sources_, timings, **overrides):
+def build(obj, version, dry_run, sources_, timings, corpus, tokenizer, target_tokens, chunk_tokens, min_para_words,
+          **overrides):
     """Clean, deduplicate, tag and split the warehouse into dataset VERSION.
 
     \b
     Example:
         etl build --version v1
         etl build --version v2 --dedup-threshold 0.7 --dry-run
+        etl build --version p1 --corpus prose --tokenizer ./models/qwen/tokenizer.json
     """
     from etl.build import build_version
     from etl.progress import stages
     from etl.warehouse import require_warehouse
 
     require_warehouse(obj.warehouse)
+    if corpus == "prose":
+        from etl.prose.build import build_prose_version
+        from etl.prose.config import prose_config
+
+        config = _config(obj)
+        prose = prose_config(config.prose).with_overrides(
+            tokenizer=str(tokenizer.expanduser().resolve()) if tokenizer else None, target_tokens=target_tokens,
+            chunk_tokens=chunk_tokens, min_para_words=min_para_words)
+        with stages(f"building {version}"):
+            result = build_prose_version(obj.warehouse, obj.datasets, version, config, prose, dry_run=dry_run)
+        click.echo(result.summary())
+        return
+
     config = _config(obj).with_build(sources=tuple(sources_) or None, **overrides)
     with stages(f"building {version}"):
         result = build_version(obj.warehouse, obj.datasets, version, config, dry_run=dry_run)

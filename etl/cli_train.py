@@ -18,6 +18,7 @@ def train():
     etl train presets
     etl train sft --version v1 --preset 7b-lora
     etl train rejected --version v1 --model mlx-community/Qwen2.5-7B-Instruct-4bit
+    etl train neutral --version p1 --model ./models/Qwen2.5-14B-Base-4bit-MLX
     etl train dpo --version v2 --preset dpo --model ./fused-sft
     etl train eval --adapter ~/.local/share/etl/runs/<run>/adapters
     """
@@ -198,6 +199,38 @@ def rejected(obj, version, model, limit, max_tokens, temperature, batch_size, fr
         f"{outcome.stored} answers stored, {outcome.already} already there, {left} left "
         f"of {outcome.prompts} prompts; build a new version to emit the DPO pairs"
     )
+
+
+@train.command()
+@click.option("--version", "version", required=True, help="Prose version whose chunks to rewrite.")
+@click.option("--model", required=True, help="A local base model folder (or Hugging Face repo already cached).")
+@click.option("--limit", type=int, help="Rewrite at most N chunks now (the rest on a later run).")
+@click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True, help="0 rewrites greedily.")
+@click.option("--batch-size", type=int, default=4, show_default=True, help="Chunks generated together.")
+@click.pass_obj
+def neutral(obj, version, model, limit, max_tokens, temperature, batch_size):
+    """Store a base model's plain rewrite of each chunk of a prose version (the `neutral` pairs).
+
+    Resumable: chunks already rewritten by the same model with the same parameters and
+    prompt are skipped, and every finished batch is kept. The next
+    `etl build --corpus prose` turns the rewrites into pairs.
+
+    \b
+    Example:
+        etl train neutral --version p1 --model ./models/Qwen2.5-14B-Base-4bit-MLX
+    """
+    from etl.train import neutral as rewrites
+    from etl.train import require
+
+    version_dir = _version_dir(obj, version)
+    rewrites.version_chunks(obj.warehouse, version_dir)  # a wrong version fails before mlx loads
+    require()
+    outcome = rewrites.generate(obj.warehouse, version_dir, model, max_tokens=max_tokens, temperature=temperature,
+                                limit=limit, batch_size=batch_size, echo=click.echo)
+    left = outcome.chunks - outcome.already - outcome.stored
+    click.echo(f"{outcome.stored} rewrites stored, {outcome.already} already there, {left} left of "
+               f"{outcome.chunks} chunks; build a new version to emit the neutral pairs")
 
 
 @train.command(name="eval")

@@ -68,6 +68,9 @@ class Config:
     # [contacts]: handle -> name, for every source. In the hash (labels depend on it)
     # but never written out in full: a manifest must not list other people.
     contacts: dict[str, str] = field(default_factory=dict)
+    # [prose]: how `etl build --corpus prose` is made (etl.prose.config reads it); prose
+    # versions hash it themselves, so chat versions' hashes do not depend on it.
+    prose: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None  # where it was read from; not part of the hash
 
     @classmethod
@@ -150,12 +153,14 @@ def load_config(explicit: Path | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise EtlError(f"{path}: not valid TOML: {error}") from None
-    unknown = sorted(set(data) - {"owner", "build", "sources", "contacts"})
+    unknown = sorted(set(data) - {"owner", "build", "sources", "contacts", "prose"})
     if unknown:
         raise EtlError(
             f"{path}: unknown section(s) {', '.join(unknown)}; "
-            "expected [owner], [build], [contacts] and [sources.NAME]"
+            "expected [owner], [build], [contacts], [prose] and [sources.NAME]"
         )
+    if not isinstance(data.get("prose", {}), dict):
+        raise EtlError(f"{path}: [prose] is a table of keys, e.g. min_para_words = 60")
     contacts = data.get("contacts", {})
     if not isinstance(contacts, dict) or not all(isinstance(v, str) for v in contacts.values()):
         raise EtlError(f'{path}: [contacts] maps a handle to a name, e.g. "+14155550167" = "Lena"')
@@ -169,7 +174,8 @@ def load_config(explicit: Path | None = None) -> Config:
         raise EtlError(f"{path}: {error}") from None
     except TypeError as error:
         raise EtlError(f"{path}: {error}") from None
-    return Config(owner=owner, build=build, sources=sources, contacts=dict(sorted(contacts.items())), path=path)
+    return Config(owner=owner, build=build, sources=sources, contacts=dict(sorted(contacts.items())),
+                  prose=data.get("prose", {}), path=path)
 
 
 DEFAULT_TOML = """\

@@ -299,7 +299,7 @@ PROSE_CHUNKS = Table(
     "The chunks of each prose version: whole paragraphs of one document, up to a token target.",
     (
         Column("version", "str", "", nullable=False),
-        Column("chunk_id", "str", "sha256 of the chunk's text", nullable=False),
+        Column("chunk_id", "str", "sha256 of the document id and the chunk's text", nullable=False),
         Column("document_id", "str", "", nullable=False),
         Column("split", "str", "train | valid | test (by document)", nullable=False),
         Column("first_position", "int", "position of its first paragraph"),

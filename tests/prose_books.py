@@ -227,3 +227,25 @@ WRITERS = {
 def write_all(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     return {name: write(folder) for name, write in WRITERS.items()}
+
+
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth")
+
+
+def essays(count: int) -> list[tuple[str, list[str]]]:
+    """`count` essays with paragraphs of their own (the book's prose, each opened differently)."""
+    return [
+        (f"Essay {ORDINALS[n].title()}",
+         [f"In the {ORDINALS[n]} winter of the survey, nothing changed at the bank. " + p for p in PROSE])
+        for n in range(count)
+    ]
+
+
+def write_essays(folder: Path, count: int = 6) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for title, paragraphs in essays(count):
+        path = folder / f"{title.lower().replace(' ', '-')}.md"
+        path.write_text(f"# {title}\n\n" + "\n\n".join(paragraphs) + "\n", encoding="utf-8")
+        paths.append(path)
+    return paths

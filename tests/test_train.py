@@ -103,7 +103,7 @@ def test_presets_use_the_trainers_own_keys():
     from mlx_lm.tuner.utils import build_schedule
     from mlx_lm_lora.train import CONFIG_DEFAULTS as MLX_LM_LORA_KEYS
 
-    assert set(presets.names()) == {"7b-lora", "7b-dora-r8", "3b-dora-r32", "dpo"}
+    assert set(presets.names()) == {"7b-lora", "7b-dora-r8", "3b-dora-r32", "dpo", "14b-base-persona"}
     for name in ("7b-lora", "7b-dora-r8", "3b-dora-r32"):
         config = presets.load(name)
         assert set(config) <= set(MLX_LM_KEYS), name

@@ -70,7 +70,9 @@ def plan_run(
     run_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{mode}-{version_dir.name}-{secrets.token_hex(2)}"
     run_dir = runs_root() / run_id
     adapters = (adapter_path or run_dir / "adapters").expanduser().resolve()
-    split_dir = version_dir.resolve() / DATA_FOLDER[mode]
+    # A prose version names its own SFT folder (completions/, for a base model).
+    folder = manifest.get("sft_data", DATA_FOLDER[mode]) if mode == "sft" else DATA_FOLDER[mode]
+    split_dir = version_dir.resolve() / folder
     config = mlx_config.resolve(presets.load(preset), overrides, data=split_dir, adapter_path=adapters)
     counts = _check_splits(mode, split_dir, version_dir.name, int(config.get("batch_size", 1)))
     config_path = run_dir / CONFIG_FILE

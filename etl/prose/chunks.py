@@ -23,6 +23,7 @@ from etl.schemas.errors import EtlError
 
 REASONS = {
     "short_paragraph": "a paragraph shorter than min_para_words",
+    "duplicate": "a paragraph already in an earlier document (the same post on two platforms, a book and its excerpt)",
     "over_budget": "a chunk beyond the document's even share of target_tokens",
 }
 SEPARATOR = "\n\n"
@@ -68,6 +69,15 @@ def drop_short(paragraphs: pl.LazyFrame, min_words: int) -> pl.LazyFrame:
     words = pl.col("text").str.count_matches(r"\S+")
     short = pl.when(words < min_words).then(pl.lit("short_paragraph")).otherwise(None)
     return paragraphs.with_columns(drop_reason=pl.coalesce(pl.col("drop_reason"), short))
+
+
+def drop_duplicates(paragraphs: pl.LazyFrame) -> pl.LazyFrame:
+    """The first occurrence of a paragraph (by document id, then position) is kept; the same
+    text again, spacing and case aside, is a `duplicate`."""
+    key = pl.col("text").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    first = pl.struct("document_id", "position").rank("ordinal").over(key) == 1
+    again = pl.when(pl.col("drop_reason").is_null() & ~first).then(pl.lit("duplicate")).otherwise(None)
+    return paragraphs.with_columns(drop_reason=pl.coalesce(pl.col("drop_reason"), again))
 
 
 def chunk_paragraphs(
@@ -121,7 +131,7 @@ def _chunk(kept: pl.DataFrame, members: list[int], total: int, texts: list[str],
     text = SEPARATOR.join(texts[i] for i in members)
     positions = kept["position"]
     return (
-        hashlib.sha256(text.encode()).hexdigest(),
+        hashlib.sha256(f"{kept['document_id'][members[0]]}\x1f{text}".encode()).hexdigest(),
         kept["document_id"][members[0]],
         int(positions[members[0]]),
         int(positions[members[-1]]),
