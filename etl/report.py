@@ -81,8 +81,12 @@ def write_report(
     tokenizer: Path | None = None,
 ) -> Path:
     """Write the report of `version`; returns the path of its report.html."""
-    count_tokens = load_tokenizer(tokenizer) if tokenizer else None
     folder = datasets / version
+    if (folder / "manifest.json").is_file() and read_manifest(folder).get("corpus") == "prose":
+        from etl.prose.report import write_prose_report
+
+        return write_prose_report(warehouse, datasets, version, output)
+    count_tokens = load_tokenizer(tokenizer) if tokenizer else None
     with open_warehouse(warehouse, read_only=True) as con:
         build = _build_row(con, warehouse, version)
         if not folder.is_dir():

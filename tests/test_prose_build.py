@@ -185,3 +185,25 @@ def test_prose_config_comes_from_corpus_toml(tmp_path, etl):
     config.write_text("[prose]\nmin_para_word = 3\n")
     bad = CliRunner().invoke(cli, [*base, "build", "--version", "p2", "--corpus", "prose"])
     assert bad.exit_code == 1 and "unknown key(s) in [prose]: min_para_word" in bad.output
+
+
+def test_the_report_of_a_prose_version(tmp_path, etl):
+    import re
+    import stat
+
+    book.write_essays(tmp_path / "essays", 4)
+    assert etl("ingest", "prose", tmp_path / "essays").exit_code == 0
+    assert etl("build", "--version", "p1", "--corpus", "prose", "--chunk-tokens", 200).exit_code == 0
+    result = etl("report", "p1")
+    assert result.exit_code == 0, result.output
+    page = tmp_path / "reports" / "p1" / "report.html"
+    text = page.read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text, re.S)[1])
+    manifest = json.loads((etl.datasets / "p1" / "manifest.json").read_text())
+    assert data["kind"] == "prose" and data["overview"]["chunks"] == manifest["counts"]["chunks"]["kept"]
+    assert sorted(d["title"] for d in data["documents"]) == [f"Essay {o.title()}" for o in sorted(book.ORDINALS[:4])]
+    assert data["words_per_chunk"]["count"] == manifest["counts"]["chunks"]["kept"]
+    assert {d["reason"] for d in data["drops"]} >= {"heading", "no_neutral_rewrite"}
+    assert data["pairs_by_kind"] == manifest["counts"]["pairs_by_kind"]
+    assert "Words per chunk" in text and "data:image/png;base64," in text
+    assert stat.S_IMODE(page.stat().st_mode) == 0o600
