@@ -25,7 +25,7 @@ from importlib import resources
 # Invisible marks exporters put around system text (WhatsApp's LRM, bidi isolates).
 _PAD = r"[\s\u200B-\u200F\u202A-\u202E\u2060\u2066-\u2069\uFEFF]*"
 
-_OPEN = "“\"„«「『‘'‹"
+_OPEN = "“\"„«「『‘‹"  # not the straight apostrophe: "it's" opens nothing
 _CLOSE = "”\"“»」』’'›"
 # The quoted message of a reaction: any quote pair, any text (several lines too).
 _QUOTED = f"[{_OPEN}][\\s\\S]*[{_CLOSE}]"
@@ -59,6 +59,12 @@ REASONS = (
 class Family:
     reason: str
     pattern: str  # unanchored; read the same by Python `re` and Rust `regex`
+    # For a cheap first pass over every row (the full pattern then runs on the few
+    # rows it lets through): whole-message phrases as `phrase_key` writes them, and a
+    # small pattern for the templates with a placeholder. `screen` None: use `pattern`.
+    phrases: frozenset[str] = frozenset()
+    screen: str | None = None
+    triggers: tuple[str, ...] = ()  # instead of `screen`: one of these is in every match
 
 
 def _escape(text: str) -> str:
@@ -105,17 +111,43 @@ def _load(name: str) -> dict:
 
 def _phrase_file(name: str, *, ignore_case: bool, full_stop: bool) -> Family:
     data = _load(name)
-    alternatives = []
+    alternatives, patterned, phrases = [], [], set()
     for entry in data["entries"]:
         objects = entry.get("objects", [])
-        alternatives += [_template(t, objects) for t in entry.get("templates", [])]
+        for template in entry.get("templates", []):
+            alternatives.append(_template(template, objects))
+            if "{" in template:
+                patterned.append(alternatives[-1])
+            else:
+                phrases.add(phrase_key(template))
         alternatives += entry.get("regex", [])
-    pattern = "|".join(f"(?:{a})" for a in dict.fromkeys(alternatives))
-    if full_stop:
-        pattern = f"(?:{pattern})[.。]?"
-    if ignore_case:
-        pattern = f"(?i:{pattern})"
-    return Family(data["reason"], pattern)
+        patterned += entry.get("regex", [])
+
+    def wrap(parts: list[str]) -> str:
+        pattern = "|".join(f"(?:{a})" for a in dict.fromkeys(parts))
+        if full_stop:
+            pattern = f"(?:{pattern})[.。]?"
+        return f"(?i:{pattern})" if ignore_case else pattern
+
+    if not ignore_case:  # reactions: every one quotes, names an attachment or carries Google's marks
+        objects = [o for entry in data["entries"] for o in entry.get("objects", [])]
+        for entry in data["entries"]:
+            for template in entry.get("templates", []):
+                assert "{quoted}" in template or "{object}" in template, template
+            for regex in entry.get("regex", []):
+                assert "\\u200A" in regex, regex
+        return Family(data["reason"], wrap(alternatives), triggers=(*_OPEN, "\u200a", *dict.fromkeys(objects)))
+    return Family(data["reason"], wrap(alternatives), frozenset(phrases), wrap(patterned) if patterned else "(?!)")
+
+
+PAD_CHARS = "".join(chr(c) for c in (*range(0x200B, 0x2010), *range(0x202A, 0x202F), 0x2060, *range(0x2066, 0x206A), 0xFEFF))
+
+
+def phrase_key(text: str) -> str:
+    """A whole message as the phrase sets hold it: without invisible marks or a final
+    full stop, whitespace runs as one space, ’ as ', lowercased."""
+    text = re.sub(r"\s+", " ", text.replace("’", "'")).strip(" " + PAD_CHARS).rstrip(".。").strip(" " + PAD_CHARS)
+    return text.lower()
 
 
 @functools.cache

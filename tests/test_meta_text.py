@@ -165,16 +165,26 @@ _FRAMES = ["Loved {}", "Liked {}", "Laughed at {}", "Removed a like from {}", "R
 
 
 @settings(max_examples=60, deadline=None)
-@given(quoted=st.text(min_size=1, max_size=80), pair=st.sampled_from(_QUOTE_PAIRS), frame=st.sampled_from(_FRAMES))
+@given(quoted=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=80), pair=st.sampled_from(_QUOTE_PAIRS), frame=st.sampled_from(_FRAMES))
 def test_any_quoted_message_in_a_reaction_frame_is_a_tapback(quoted, pair, frame):
     text = frame.format(pair[0] + quoted + pair[1])
     assert meta_text.classify(text) == "meta:tapback"
+    assert meta_reason_str(text) == "meta:tapback"  # the build's cheap first pass lets it through
 
 
 @settings(max_examples=60, deadline=None)
-@given(suffix=st.text(alphabet=st.characters(blacklist_characters="]\n"), max_size=40))
+@given(suffix=st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="]\n"), max_size=40))
 def test_any_interrupt_suffix_is_an_interrupt(suffix):
     assert meta_text.classify(f"[Request interrupted by user{suffix}]") == "meta:interrupted"
+    assert meta_reason_str(f"[Request interrupted by user{suffix}]") == "meta:interrupted"
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=st.sampled_from(FAMILY_CASES), pad=st.sampled_from(["", " ", "\u200e", "\n", " \u200f "]),
+       stop=st.sampled_from(["", "."]), upper=st.booleans())
+def test_the_first_pass_never_hides_a_match(case, pad, stop, upper):
+    text = pad + (case[0].upper() if upper else case[0]) + stop + pad
+    assert meta_reason_str(text) == meta_text.classify(text)
 
 
 @settings(max_examples=60, deadline=None)

@@ -840,6 +840,30 @@ def _whole_message(pattern: str) -> str:
     return meta_text.polars_pattern(pattern)
 
 
+@functools.cache
+def _screens() -> tuple[list[str], str, list[str]]:
+    families = meta_text.families()
+    phrases = sorted(set().union(*(f.phrases for f in families)))
+    screens = [f.screen if f.screen is not None else f.pattern for f in families if not f.triggers]
+    triggers = sorted({t for f in families for t in f.triggers})
+    return phrases, _whole_message("|".join(f"(?:{s})" for s in screens)), triggers
+
+
+def _maybe_meta(text: pl.Expr) -> pl.Expr:
+    """True for every row a meta family could match (`meta_text.Family` says how)."""
+    phrases, screen, triggers = _screens()
+    pad = " " + meta_text.PAD_CHARS
+    key = (
+        text.str.replace_all(r"\s+", " ")
+        .str.replace_all("’", "'", literal=True)
+        .str.strip_chars(pad)
+        .str.strip_chars_end(".。")
+        .str.strip_chars(pad)
+        .str.to_lowercase()
+    )
+    return key.is_in(phrases) | text.str.contains(screen) | text.str.contains_any(triggers)
+
+
 def _meta_rows(rows: pl.DataFrame) -> pl.DataFrame:
     reason = pl.lit(None, dtype=pl.String)
     for name, pattern in reversed(META_PATTERNS):
@@ -868,11 +892,11 @@ def drop_meta_messages(lf: pl.LazyFrame) -> pl.LazyFrame:
             lf = lf.with_columns(_with_drop_reason(owner & metadata.str.contains(_FORWARDED), "forwarded"))
     kind = pl.col("kind").fill_null("unknown")
     lf = lf.with_columns(_with_drop_reason(kind != "text", pl.lit("kind:") + kind))
-    # One anchored pass over every row; which reason applies is worked out on its matches.
-    any_meta = "|".join(f"(?:{pattern})" for _, pattern in META_PATTERNS)
+    # A cheap pass over every row (phrase lookup, small patterns, literal triggers) lets
+    # through a superset of the meta rows; the full patterns run on those only.
     lf = rewrite_flagged_rows(
         lf,
-        flag=pl.col(DROP_REASON).is_null() & pl.col(TEXT).str.contains(_whole_message(any_meta)),
+        flag=pl.col(DROP_REASON).is_null() & _maybe_meta(pl.col(TEXT)),
         inputs=[TEXT],
         process=_meta_rows,
         outputs={"_meta_reason": (pl.String, None)},
