@@ -188,7 +188,9 @@ def _ingest_command(source) -> click.Command:
                 f'see why: etl sql "select location, reason from quarantine where run_id = \'{result.run_id}\'"'
             )
 
-    return click.Command(source.name, params=params, callback=run, help=source.help)
+    expects = getattr(source, "expects", "an export")
+    help_text = source.help if expects == "an export" else f"{source.help}\n\nExpects {expects}."
+    return click.Command(source.name, params=params, callback=run, help=help_text)
 
 
 @cli.command()

@@ -49,7 +49,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from etl.sources.archive import InputFile, input_files
+from etl.sources.archive import InputFile
 from etl.sources.base import BATCH_ROWS, Batch, Quarantined, SourceContext, SourceError, payload, source, to_batch
 from etl.sources.chat_common import RepeatCounter, hashed_id, utc_from_unix_ms
 
@@ -77,13 +77,16 @@ _LETTER = re.compile(r"[^\W\d_]")
     "android-sms",
     version=1,
     help="Android SMS and MMS: the XML backup of the “SMS Backup & Restore” app (sms-*.xml, a folder or a .zip).",
+    expects=WHAT,
+    accept=lambda rel: rel.lower().endswith(".xml"),
+    found="SMS Backup & Restore file",
 )
 def read_android_sms(ctx: SourceContext) -> Iterator[Batch]:
     given = {Path(p).expanduser() for p in ctx.paths}
     found = 0
     skipped: list[str] = []
     state = _State(own={number_key(p) for p in getattr(ctx.owner, "phones", ()) if p})
-    for file in input_files(ctx.paths, accept=lambda rel: rel.lower().endswith(".xml"), what=WHAT):
+    for file in ctx.inputs(required=False, record=False):
         kind = _root_name(file)
         if kind != "smses":
             if file.member is None and file.path in given:
@@ -95,7 +98,7 @@ def read_android_sms(ctx: SourceContext) -> Iterator[Batch]:
         ctx.record_inputs([file])
         yield from _read_backup(ctx, file, state)
     if not found:
-        raise SourceError(f"{', '.join(map(str, ctx.paths))}: no SMS Backup & Restore file found; expected {WHAT}")
+        raise ctx.not_found()
     if skipped:
         ctx.note(f"skipped {len(skipped)} XML file(s) that are not SMS backups (call logs, others), e.g. {skipped[0]}")
 

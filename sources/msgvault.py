@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from etl.sources.archive import InputFile, input_files
+from etl.sources.archive import InputFile
 from etl.sources.base import BATCH_ROWS, Batch, OwnerMatcher, Param, Quarantined, SourceContext, SourceError, source, to_batch
 from etl.sources.chat_common import hashed_id, utc_from_iso
 
@@ -57,13 +57,13 @@ ADDRESS = re.compile(r"^[^@\s]+@[^@\s]+$|^\+[\d\s().-]{7,}$")  # an email, or a 
     version=1,
     help="msgvault: the JSONL stream of `msgvault export-messages` (every source msgvault archives).",
     params=(Param("me", "Your name or address as msgvault's authors show it, besides [owner].", multiple=True),),
+    expects=WHAT,
+    accept=lambda rel: rel.lower().endswith((".jsonl", ".ndjson")),
+    found=".jsonl stream",
 )
 def read_msgvault(ctx: SourceContext) -> Iterator[Batch]:
     owner = ctx.owner_matcher
-    files = list(input_files(ctx.paths, accept=lambda rel: rel.lower().endswith((".jsonl", ".ndjson")), what=WHAT))
-    if not files:
-        raise SourceError(f"{', '.join(map(str, ctx.paths))}: no .jsonl stream found; expected {WHAT}")
-    ctx.record_inputs(files)
+    files = ctx.inputs()
     unknown_owner = 0
     for file in files:
         stream = _Stream(file, owner)

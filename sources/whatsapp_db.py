@@ -44,7 +44,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from etl.sources.archive import input_files
 from etl.sources.base import BATCH_ROWS, Batch, Quarantined, SourceContext, SourceError, payload, source, to_batch
 
 IOS_BACKUP_NAME = "7c7fba66680ef796b916b067077cc246adacf01d"
@@ -66,16 +65,19 @@ MEDIA_NAMES = {
     "whatsapp-db",
     version=1,
     help="WhatsApp's own databases: iOS ChatStorage.sqlite (from a Finder/iTunes backup) or Android msgstore.db (decrypted).",
+    expects=WHAT,
+    accept=lambda relpath: _accept(relpath),
+    found="ChatStorage.sqlite or msgstore.db",
 )
 def read_whatsapp_db(ctx: SourceContext) -> Iterator[Batch]:
-    files = [f for f in input_files(ctx.paths, accept=_accept, what=WHAT)]
+    files = ctx.inputs(required=False, record=False)
     databases = []
     for file in files:
         if file.member is not None:
             raise SourceError(f"{file.location}: a database inside a .zip cannot be opened in place; unzip it first")
         databases.append(file.path)
     if not databases:
-        raise SourceError(f"{', '.join(map(str, ctx.paths))}: no ChatStorage.sqlite or msgstore.db found; expected {WHAT}")
+        raise ctx.not_found()
     ctx.record_inputs(files)
     exported = _TxtExports(ctx)
     for path in databases:
