@@ -19,12 +19,12 @@ from typing import Any
 
 import polars as pl
 
-from etl.errors import EtlError
+from etl.schemas.errors import EtlError
 from etl.schemas import NEUTRAL_REWRITES
 from etl.schemas.records import canonical_json
 from etl.train.mlx_config import model_ref
 from etl.train.rejected import params_sha256
-from etl.versions import verify_version
+from etl.schemas.hashing import verify_version
 from etl.warehouse import insert_frame, open_warehouse
 
 
