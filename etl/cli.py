@@ -379,7 +379,11 @@ def report(obj, version, version2, output, tokenizer, open_):
     """
     from etl.report import open_report, write_comparison, write_report
 
-    if version2 is None:
+    if version2 is None and _is_prose_version(obj.datasets / version):
+        from etl.prose.report import write_prose_report
+
+        path = write_prose_report(obj.warehouse, obj.datasets, version, output)
+    elif version2 is None:
         path = write_report(obj.warehouse, obj.datasets, version, output, tokenizer=tokenizer)
     elif tokenizer is not None:
         raise EtlError("--tokenizer applies to the report of one version, not to a comparison")
@@ -398,6 +402,12 @@ def demo(obj, home):
     from etl.demo import run_demo
 
     run_demo((home or Path("etl-demo")).resolve(), echo=click.echo)
+
+
+def _is_prose_version(folder: Path) -> bool:
+    from etl.versions import read_manifest
+
+    return (folder / "manifest.json").is_file() and read_manifest(folder).get("corpus") == "prose"
 
 
 from etl.cli_train import train  # noqa: E402

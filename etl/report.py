@@ -82,10 +82,6 @@ def write_report(
 ) -> Path:
     """Write the report of `version`; returns the path of its report.html."""
     folder = datasets / version
-    if (folder / "manifest.json").is_file() and read_manifest(folder).get("corpus") == "prose":
-        from etl.prose.report import write_prose_report
-
-        return write_prose_report(warehouse, datasets, version, output)
     count_tokens = load_tokenizer(tokenizer) if tokenizer else None
     with open_warehouse(warehouse, read_only=True) as con:
         build = _build_row(con, warehouse, version)
