@@ -77,9 +77,7 @@ _LETTER = re.compile(r"[^\W\d_]")
     "android-sms",
     version=1,
     help="Android SMS and MMS: the XML backup of the “SMS Backup & Restore” app (sms-*.xml, a folder or a .zip).",
-    expects=WHAT,
-    accept=lambda rel: rel.lower().endswith(".xml"),
-    found="SMS Backup & Restore file",
+    expects=WHAT, found="SMS Backup & Restore file", accept=lambda rel: rel.lower().endswith(".xml"),
 )
 def read_android_sms(ctx: SourceContext) -> Iterator[Batch]:
     given = {Path(p).expanduser() for p in ctx.paths}

@@ -65,9 +65,7 @@ MEDIA_NAMES = {
     "whatsapp-db",
     version=1,
     help="WhatsApp's own databases: iOS ChatStorage.sqlite (from a Finder/iTunes backup) or Android msgstore.db (decrypted).",
-    expects=WHAT,
-    accept=lambda relpath: _accept(relpath),
-    found="ChatStorage.sqlite or msgstore.db",
+    expects=WHAT, found="ChatStorage.sqlite or msgstore.db", accept=lambda relpath: _accept(relpath),
 )
 def read_whatsapp_db(ctx: SourceContext) -> Iterator[Batch]:
     files = ctx.inputs(required=False, record=False)
