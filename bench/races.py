@@ -88,8 +88,8 @@ def first_ingest(trials: int) -> int:
 
 
 def commit_window(trials: int) -> int:
-    from etl.build import COMMIT_STEPS
     from etl.demo import samples
+    from etl.warehouse.builds import COMMIT_STEPS
 
     bad = 0
     with tempfile.TemporaryDirectory(prefix="etl-window-") as scratch:
@@ -103,33 +103,43 @@ def commit_window(trials: int) -> int:
             version = f"k{trial}"
             env = {**os.environ, "ETL_FAULT": f"kill-after:{step}"}
             killed = _etl(warehouse, *base, "build", "--version", version, env=env)
-            problems = _shown_without_folder(warehouse, base, datasets, version)
-            again = _etl(warehouse, *base, "build", "--version", version)
-            if killed.returncode != -9:
-                problems.append(f"the fault did not kill the build (exit {killed.returncode})")
-            if again.returncode != 0:
-                problems.append(f"the next build failed: {again.stderr.strip()}")
+            problems = [] if killed.returncode == -9 else [f"the fault did not kill the build ({killed.returncode})"]
+            problems += _shown_without_folder(warehouse, base, datasets, version)
+            again = _in_process(warehouse, *base, "build", "--version", version)
+            expected = 4 if step == "completed" else 0  # a complete version is never built over
+            if again.exit_code != expected:
+                problems.append(f"the next build exited {again.exit_code}: {again.output.strip()[:200]}")
             if problems:
                 bad += 1
                 print(f"trial {trial} ({step}): " + "; ".join(problems))
     print(f"commit-window: {bad} of {trials} kills left a version shown without a complete folder "
-          f"or a next build that fails (steps: {', '.join(COMMIT_STEPS)})")
+          f"or a next build that fails (kills after: {', '.join(COMMIT_STEPS)}, in turn)")
     return bad
 
 
+def _in_process(warehouse: Path, *args: str):
+    from click.testing import CliRunner
+
+    from etl.cli import cli
+
+    return CliRunner().invoke(cli, ["--warehouse", str(warehouse), *args])
+
+
 def _shown_without_folder(warehouse: Path, base: list[str], datasets: Path, version: str) -> list[str]:
-    complete = (datasets / version / "SHA256SUMS").is_file() and (datasets / version / "manifest.json").is_file()
-    if complete:
+    folder = datasets / version
+    if (folder / "SHA256SUMS").is_file() and (folder / "manifest.json").is_file():
         return []
     shown = []
-    status = _etl(warehouse, *base, "status")
-    if f" {version} " in status.stdout or f"│ {version}" in status.stdout:
+    if f" {version} " in _in_process(warehouse, *base, "status").output:
         shown.append("status lists it")
-    builds = _etl(warehouse, *base, "sql", f"select count(*) from builds where version = '{version}'", "--format", "csv")
-    if builds.stdout.split()[1:] != ["0"]:
-        shown.append("the builds view has it")
-    for args in (["diff", version, version], ["report", version], ["verify", version]):
-        if _etl(warehouse, *base, *args).returncode == 0:
+    for view in ("builds where status = 'complete' and", "build_split_counts where", "build_drop_reasons where"):
+        counted = _in_process(warehouse, *base, "sql", f"select count(*) from {view} version = '{version}'",
+                              "--format", "csv")
+        if counted.output.split()[1:] != ["0"]:
+            shown.append(f"{view.split()[0]} has it")
+    for args in (["diff", version, version], ["report", version], ["verify", version],
+                 ["train", "sft", "--version", version, "--dry-run"]):
+        if _in_process(warehouse, *base, *args).exit_code == 0:
             shown.append(f"`etl {args[0]}` uses it")
     return shown
 

@@ -39,6 +39,7 @@ from etl.transforms import conversations, dedup, labels, redact, replies, text, 
 from etl.transforms.timer import Timer
 from etl.versions import dataset_sha256, sha256_file, write_manifest_and_sums
 from etl.warehouse import insert_frame, open_warehouse, query_frame, transaction
+from etl.warehouse.builds import PENDING, forget_unfinished, kill_point, mark_complete
 
 DROP_REASON = "drop_reason"
 # What turn assembly reads of a cleaned message.
@@ -433,6 +434,9 @@ def build_version(
     """
     _check_version_name(version)
     target = datasets / version
+    if not dry_run and record and target.exists():
+        with open_warehouse(warehouse) as con:
+            forget_unfinished(con, version, target)  # the folder of a build killed before it completed
     if not dry_run and target.exists():
         raise VersionExists(_exists_message(target, version))
     timer = Timer()
@@ -496,20 +500,25 @@ def record_version(
 ) -> None:
     """Store the version's rows, then let its folder appear, under one hold of the warehouse.
 
-    Rows first, then the folder: a build killed between the two leaves rows without a
-    folder, which the next build of this version removes.
+    Recorded as pending, then the folder appears, then complete: a build killed in
+    between leaves a pending version no command shows (warehouse/builds.py), which the
+    next build of this version clears.
     """
     with open_warehouse(warehouse) as con:
-        _forget_unfinished(con, version, target)
+        forget_unfinished(con, version, target)
         if target.exists():  # another build of this name finished while this one ran
             raise VersionExists(_exists_message(target, version))
         with transaction(con):
             _record_rows(con, version, target, manifest, output)
+        kill_point("recorded")
         try:
             os.rename(partial, target)
         except OSError:
-            _forget_unfinished(con, version, target)
+            forget_unfinished(con, version, target)
             raise
+        kill_point("renamed")
+        mark_complete(con, version)
+        kill_point("completed")
 
 
 def nothing_to_write(manifest: dict[str, Any], owned: int) -> EtlError:
@@ -551,14 +560,6 @@ def _exists_message(target: Path, version: str) -> str:
         f"version {version} already exists at {target} (dataset sha256 {existing}); "
         "versions are immutable: choose a new name"
     )
-
-
-def _forget_unfinished(con, version: str, target: Path) -> None:
-    """Rows of a version whose folder never appeared (the build was killed) are dropped."""
-    if not target.exists():
-        with transaction(con):
-            for table in ("builds", "build_examples", "build_drops", "build_cuts"):
-                con.execute(f"DELETE FROM {table} WHERE version = ?", [version])
 
 
 def _remove_stale_partials(datasets: Path) -> None:
@@ -650,6 +651,7 @@ def _record_rows(con, version: str, target: Path, manifest: dict[str, Any], outp
         "examples": output.examples.height,
         "dropped": output.drops.height,
         "manifest": canonical_json(manifest),
+        "status": PENDING,
     }
     insert_frame(con, BUILDS, pl.DataFrame([built], schema=BUILDS.polars_schema()))
     # The examples' texts (prompts above all) are most of what a build records. zstd

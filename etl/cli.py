@@ -331,8 +331,10 @@ def verify(obj, version, rebuild):
     from etl.verify import rebuild_and_compare
     from etl.versions import verify_version
     from etl.warehouse import require_warehouse
+    from etl.warehouse.builds import require_finished
 
     require_warehouse(obj.warehouse)
+    require_finished(obj.warehouse, version)
     manifest = verify_version(obj.datasets / version)
     click.echo(f"{version}: every file matches (dataset sha256 {manifest['dataset_sha256']})")
     if rebuild:

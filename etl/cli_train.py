@@ -149,6 +149,9 @@ def _loss(value: float | None) -> str:
 def _version_dir(obj, version: str) -> Path:
     named = obj.datasets / version
     if named.is_dir():
+        from etl.warehouse.builds import require_finished
+
+        require_finished(obj.warehouse, version)
         return named
     given = Path(version).expanduser()
     if given.is_dir():

@@ -10,6 +10,7 @@ import polars as pl
 
 from etl.errors import EtlError, one_line
 from etl.warehouse import open_warehouse
+from etl.warehouse.builds import COMPLETE
 
 TABLE_ROWS = 1000
 
@@ -31,7 +32,7 @@ def status_report(warehouse: Path) -> str:
             "FROM ingest_runs ORDER BY finished_at DESC LIMIT 10"
         ).pl()
         (quarantined,) = con.execute("SELECT count(*) FROM quarantine").fetchall()[0]
-        builds = con.sql("SELECT version, built_at, examples, dropped FROM builds ORDER BY built_at").pl()
+        builds = con.sql(f"SELECT version, built_at, examples, dropped FROM builds WHERE {COMPLETE} ORDER BY built_at").pl()
     parts = [f"warehouse {warehouse}", "", "messages by source, kind and owner:"]
     parts.append(_table(counts) if counts.height else "  (none yet: run `etl ingest`)")
     parts += ["", "last ingest runs:", _table(runs) if runs.height else "  (none)"]
@@ -109,7 +110,7 @@ def interactive_shell(warehouse: Path, read_only: bool = True) -> None:
 
 def diff_versions(warehouse: Path, old: str, new: str) -> str:
     with open_warehouse(warehouse, read_only=True) as con:
-        known = {v for (v,) in con.execute("SELECT version FROM builds").fetchall()}
+        known = {v for (v,) in con.execute(f"SELECT version FROM builds WHERE {COMPLETE}").fetchall()}
         for v in (old, new):
             if v not in known:
                 raise EtlError(f"no version {v} in the warehouse; built: {', '.join(sorted(known)) or 'none'}")

@@ -40,6 +40,7 @@ from etl.transforms.trajectory import REGIMES, SCALARS
 from etl.schemas.records import SPLITS
 from etl.versions import SUMS, read_manifest, verify_version
 from etl.warehouse import open_warehouse, query_frame
+from etl.warehouse.builds import COMPLETE
 
 SAMPLES_PER_SPLIT = 20
 TOP_CLUSTERS = 20
@@ -164,7 +165,7 @@ def _build_row(con, warehouse: Path, version: str) -> dict[str, Any]:
     rows = query_frame(
         con,
         "SELECT version, strftime(built_at, '%Y-%m-%d %H:%M:%S UTC') AS built_at, dataset_sha256, "
-        "config_sha256, examples, dropped, manifest FROM builds ORDER BY built_at, version",
+        f"config_sha256, examples, dropped, manifest FROM builds WHERE {COMPLETE} ORDER BY built_at, version",
     )
     found = rows.filter(pl.col("version") == version)
     if found.height == 0:

@@ -171,6 +171,8 @@ BUILDS = Table(
         Column("examples", "int", ""),
         Column("dropped", "int", ""),
         Column("manifest", "json", ""),
+        Column("status", "str", "pending while the version is being put in place, complete after; "
+               "every command ignores a pending version and the next build of its name clears it"),
     ),
     primary_key=("version",),
 )

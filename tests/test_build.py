@@ -14,6 +14,7 @@ from etl.config import Config, Owner
 from etl.errors import EtlError, VerificationFailed, VersionExists
 from etl.versions import verify_version
 from etl.warehouse import open_warehouse
+from etl.warehouse.builds import COMMIT_STEPS
 from factories import dialogue, land, message
 
 AWS_KEY = "AKIAZ7QW3ERT5YUI9OPL"
@@ -303,3 +304,53 @@ def test_transform_needs_no_warehouse_and_leaves_it_free(warehouse, tmp_path, mo
     result = _build(warehouse, tmp_path / "datasets")
     assert seen and seen[0] == first.counts["messages"]
     assert result.manifest["counts"] == first.counts
+
+
+@pytest.mark.parametrize("step", COMMIT_STEPS)
+def test_a_kill_in_the_commit_window_never_shows_a_version_without_its_folder(warehouse, tmp_path, step):
+    # The build kills itself (SIGKILL, ETL_FAULT) right after `step`: recorded as pending,
+    # folder renamed into place, marked complete.
+    datasets = tmp_path / "datasets"
+    _build(warehouse, datasets, "v0")
+
+    def etl(*args):
+        return CliRunner().invoke(cli, ["--warehouse", str(warehouse), "--datasets", str(datasets), *args])
+
+    env = {**os.environ, "ETL_WAREHOUSE": str(warehouse), "ETL_DATASETS": str(datasets),
+           "ETL_FAULT": f"kill-after:{step}"}
+    killed = subprocess.run([sys.executable, "-m", "etl", "build", "--version", "v1"], env=env,
+                            capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    complete = step == "completed"
+    assert (datasets / "v1").exists() == (step != "recorded")
+    status = etl("status")
+    assert status.exit_code == 0 and "v0" in status.output
+    assert (" v1 " in status.output) == complete, status.output
+    counts = etl("sql", "select count(*) as n from build_split_counts where version = 'v1'", "--format", "csv")
+    assert (counts.output != "n\n0\n") == complete
+    for args in (["diff", "v0", "v1"], ["report", "v1"], ["verify", "v1"], ["train", "sft", "--version", "v1", "--dry-run"]):
+        result = etl(*args)
+        if complete:
+            assert result.exit_code == 0 or args[0] == "train", result.output
+        else:
+            assert result.exit_code != 0, (args, result.output)
+            assert "v1" in result.output and "Traceback" not in result.output
+    again = etl("build", "--version", "v1")
+    if complete:
+        assert again.exit_code == VersionExists.exit_code  # a finished version is never rebuilt over
+    else:
+        assert again.exit_code == 0, again.output
+        assert not any(datasets.glob(".partial-*"))
+        verify_version(datasets / "v1")
+        assert etl("diff", "v0", "v1").exit_code == 0
+
+
+def test_a_pending_version_is_cleared_only_with_its_own_folder(warehouse, tmp_path):
+    # A folder the pending row does not describe (another warehouse's v1) is never removed.
+    datasets = tmp_path / "datasets"
+    _build(warehouse, datasets, "v1")
+    with open_warehouse(warehouse) as con:
+        con.execute("UPDATE builds SET status = 'pending', dataset_sha256 = 'other' WHERE version = 'v1'")
+    with pytest.raises(VersionExists):
+        _build(warehouse, datasets, "v1")
+    assert (datasets / "v1" / "manifest.json").is_file()

@@ -55,6 +55,13 @@ def m004_build_cuts(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(BUILD_CUTS.ddl())
 
 
+@migration
+def m005_pending_builds(con: duckdb.DuckDBPyConnection) -> None:
+    # A version is pending until its folder is in place (warehouse/builds.py); older ones were complete.
+    con.execute("ALTER TABLE builds ADD COLUMN IF NOT EXISTS status VARCHAR")
+    con.execute("UPDATE builds SET status = 'complete' WHERE status IS NULL")
+
+
 def _migrate(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR PRIMARY KEY, applied_at TIMESTAMPTZ)"

@@ -36,6 +36,7 @@ ORDER BY source, kind, owner;
 CREATE OR REPLACE VIEW build_drop_reasons AS
 SELECT version, stage, reason, count(*) AS dropped
 FROM build_drops
+WHERE version IN (SELECT version FROM builds WHERE status = 'complete')
 GROUP BY ALL
 ORDER BY version, stage, dropped DESC;
 
@@ -43,6 +44,7 @@ ORDER BY version, stage, dropped DESC;
 CREATE OR REPLACE VIEW build_split_counts AS
 SELECT version, split, source, count(*) AS examples
 FROM build_examples
+WHERE version IN (SELECT version FROM builds WHERE status = 'complete')
 GROUP BY ALL
 ORDER BY version, split, source;
 
