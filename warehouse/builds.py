@@ -16,7 +16,7 @@ from pathlib import Path
 
 import duckdb
 
-from etl.errors import EtlError
+from etl.schemas.errors import EtlError
 from etl.warehouse import open_warehouse, transaction
 
 PENDING, DONE = "pending", "complete"
