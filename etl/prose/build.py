@@ -34,6 +34,7 @@ from etl.schemas.records import canonical_json, chat_record
 from etl.transforms.conversations import split_of
 from etl.versions import dataset_sha256, write_manifest_and_sums
 from etl.warehouse import insert_frame, open_warehouse, query_frame, transaction
+from etl.warehouse.builds import PENDING, mark_complete
 
 SPLITS = ("train", "valid", "test")
 CORPUS = "prose"
@@ -211,6 +212,7 @@ def _write_version(con, datasets, target, version, manifest, files, chunks, drop
             except OSError:
                 forget_unfinished(con, version, target)
                 raise
+            mark_complete(con, version)  # pending until its folder is in place (warehouse/builds.py)
         else:
             os.rename(partial, target)
     finally:
@@ -344,6 +346,7 @@ def _record(con, version, target, manifest, chunks, drops) -> None:
         "version": version, "built_at": datetime.now(UTC), "config_sha256": manifest["config_sha256"],
         "dataset_sha256": manifest["dataset_sha256"], "path": str(target),
         "examples": manifest["counts"]["examples"], "dropped": drops.height, "manifest": canonical_json(manifest),
+        "status": PENDING,
     }
     insert_frame(con, BUILDS, pl.DataFrame([built], schema=BUILDS.polars_schema()))
     recorded = chunks.with_columns(version=pl.lit(version)).select(PROSE_CHUNKS.column_names)
