@@ -17,6 +17,7 @@ from etl.sources import (  # noqa: E402,F401
     mail,
     messenger,
     msgvault,
+    pst,
     signal,
     slack,
     supabase,
