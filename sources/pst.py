@@ -40,11 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from etl.schemas.records import canonical_json
-from etl.schemas.tables import raw_frame
-from etl.sources.archive import input_files
-from etl.sources.base import Batch, Quarantined, SourceContext, SourceError, source
-from etl.sources.chat_common import BATCH_ROWS
+from etl.sources.base import BATCH_ROWS, Batch, Quarantined, SourceContext, SourceError, source, to_batch
 from etl.sources.mail import Envelope, MailReader
 
 WHAT = "an Outlook .pst or .ost file (or a folder of them)"
@@ -65,21 +61,21 @@ BODY_HEADERS = {"content-type", "content-transfer-encoding", "mime-version", "co
     "pst",
     version=1,
     help="Outlook .pst / .ost files, read natively (libpff): every folder, Sent Items as yours.",
+    expects=WHAT,
+    accept=lambda relpath: relpath.lower().endswith((".pst", ".ost")),
+    found=".pst or .ost file",
 )
 def read_pst(ctx: SourceContext) -> Iterator[Batch]:
     try:
         import pypff
     except ImportError:
         raise SourceError(f"reading Outlook .pst/.ost files needs an extra: {PST_EXTRA}") from None
-    files = list(input_files(ctx.paths, accept=lambda rel: rel.lower().endswith((".pst", ".ost")), what=WHAT))
-    if not files:
-        raise SourceError(f"{', '.join(map(str, ctx.paths))}: no .pst or .ost file in it; expected {WHAT}")
+    files = ctx.inputs()
     landed_from_mbox = _MboxExports(ctx)
     skipped: Counter[str] = Counter()
     for item in files:
         if item.member is not None:
             raise SourceError(f"{item.location}: a .pst inside a .zip cannot be opened in place; unzip it first")
-        ctx.record_file(item.path)
         yield from _read_file(ctx, pypff, item.path, landed_from_mbox, skipped)
     if skipped:
         kinds = ", ".join(f"{n} {name}" for name, n in skipped.most_common())
@@ -132,7 +128,7 @@ def _read_file(ctx: SourceContext, pypff: Any, path: Path, mbox: _MboxExports, s
 def _batch(reader: MailReader, mbox: _MboxExports) -> Batch:
     landed = mbox.landed([row["source_id"] for row in reader.rows])
     rows = [row for row in reader.rows if row["source_id"] not in landed]
-    batch = Batch(rows=raw_frame(rows), quarantined=reader.quarantined, seen=reader.seen)
+    batch = to_batch(rows, reader.quarantined, seen=reader.seen)
     reader.rows, reader.quarantined, reader.seen = [], [], 0
     return batch
 
@@ -239,7 +235,7 @@ def _transport_headers(text: str | None) -> list[tuple[str, str]]:
 
 def _settle(row: dict, key: str | None, own: bool, folder_path: str, item: Any, props: dict, message_class: str) -> None:
     """What only the PST knows: the folder, the owner by folder, the key and thread without headers."""
-    metadata = json.loads(row["metadata"])
+    metadata = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else row["metadata"]
     if key:
         row["source_id"] = key
     if own:
@@ -253,7 +249,7 @@ def _settle(row: dict, key: str | None, own: bool, folder_path: str, item: Any, 
     metadata.update({"pst_folder": folder_path, "pst_id": item.identifier, "message_class": message_class})
     if message_class.lower().startswith("report.") and not row["is_owner"]:
         row["kind"], metadata["automated_by"] = "automated", "delivery report"
-    row["metadata"] = canonical_json(metadata)
+    row["metadata"] = metadata
 
 
 def _codec(cpid: Any) -> str:
