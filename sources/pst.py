@@ -13,9 +13,10 @@ transport headers when Outlook kept them (received mail), else headers from its 
 properties (`PR_INTERNET_MESSAGE_ID` 0x1035, `PR_IN_REPLY_TO_ID` 0x1042,
 `PR_INTERNET_REFERENCES` 0x1039, sender 0x0C1A / 0x5D01 / 0x0C1F, `PR_DISPLAY_TO` 0x0E04,
 `PR_DISPLAY_CC` 0x0E03, `PR_CLIENT_SUBMIT_TIME`) — with its plain-text body, else its HTML
-body in its `PR_INTERNET_CPID` code page, and read by the same reading as every other mail
-(`etl ingest email`): the same Message-ID keys, HTML conversion, quoted history, automated
-senders. A message without a Message-ID is keyed by its `PR_SEARCH_KEY` (0x300B), which a
+body in its `PR_INTERNET_CPID` code page, and read with the same keys as `etl ingest email`
+(the Message-ID without its angle brackets; threads by the References root). Connectors do
+not import each other, so this reading is its own: plain text as is, HTML as its text,
+list and bulk mail `automated`. A message without a Message-ID is keyed by its `PR_SEARCH_KEY` (0x300B), which a
 copy of the message keeps.
 
 The owner: messages in the store's Sent Items and Outbox (the folders its
@@ -30,8 +31,13 @@ quarantined with its folder and id; the rest lands.
 
 from __future__ import annotations
 
+import codecs
+import email
 import email.header
+import email.policy
 import email.utils
+import re
+from email.header import decode_header, make_header
 import hashlib
 import json
 from collections import Counter
@@ -40,8 +46,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bs4 import BeautifulSoup
+
 from etl.sources.base import BATCH_ROWS, Batch, Quarantined, SourceContext, SourceError, source, to_batch
-from etl.sources.mail import Envelope, MailReader
 
 WHAT = "an Outlook .pst or .ost file (or a folder of them)"
 PST_EXTRA = "pip install -e '.[pst]' (libpff-python)"
@@ -96,7 +103,8 @@ def _read_file(ctx: SourceContext, pypff: Any, path: Path, mbox: _MboxExports, s
         raise SourceError(f"{path}: libpff cannot open it ({error}); expected {WHAT}") from None
     try:
         sent = _store_folders(pst)
-        reader = MailReader(ctx)
+        rows: list[dict] = []
+        quarantined: list[Quarantined] = []
         for folder, folder_path in _folders(pst.get_root_folder()):
             own = folder.identifier in sent
             for index in range(folder.number_of_sub_messages):
@@ -109,28 +117,76 @@ def _read_file(ctx: SourceContext, pypff: Any, path: Path, mbox: _MboxExports, s
                         skipped[message_class] += 1
                         continue
                     raw, key = _rfc822(item, props)
+                    row = _row(ctx, raw, key)
                 except Exception as error:  # noqa: BLE001 (a damaged item must not stop the file)
-                    reader.seen += 1
-                    reader.quarantined.append(Quarantined(where, f"libpff cannot read this item ({error})"))
+                    quarantined.append(Quarantined(where, f"libpff cannot read this item ({error})"))
                     continue
-                before = len(reader.rows)
-                reader._add(raw, Envelope(f"{where} (id {item.identifier})"))
-                if len(reader.rows) > before:
-                    _settle(reader.rows[-1], key, own, folder_path, item, props, message_class)
-                if len(reader.rows) + len(reader.quarantined) >= BATCH_ROWS:
-                    yield _batch(reader, mbox)
-        if reader.rows or reader.quarantined:
-            yield _batch(reader, mbox)
+                _settle(row, own, folder_path, item, message_class)
+                rows.append(row)
+                if len(rows) + len(quarantined) >= BATCH_ROWS:
+                    yield _batch(rows, quarantined, mbox)
+                    rows, quarantined = [], []
+        if rows or quarantined:
+            yield _batch(rows, quarantined, mbox)
     finally:
         pst.close()
 
 
-def _batch(reader: MailReader, mbox: _MboxExports) -> Batch:
-    landed = mbox.landed([row["source_id"] for row in reader.rows])
-    rows = [row for row in reader.rows if row["source_id"] not in landed]
-    batch = to_batch(rows, reader.quarantined, seen=reader.seen)
-    reader.rows, reader.quarantined, reader.seen = [], [], 0
-    return batch
+def _batch(rows: list[dict], quarantined: list[Quarantined], mbox: _MboxExports) -> Batch:
+    landed = mbox.landed([row["source_id"] for row in rows])
+    kept = [row for row in rows if row["source_id"] not in landed]
+    return to_batch(kept, quarantined, seen=len(rows) + len(quarantined))
+
+
+def _ids(value: str | None) -> list[str]:
+    return re.findall(r"<([^<>\s]+)>", value or "")
+
+
+def _row(ctx: SourceContext, raw: bytes, key: str | None) -> dict:
+    message = email.message_from_bytes(raw, policy=email.policy.compat32)
+    header = lambda name: str(make_header(decode_header(message[name]))) if message[name] else None  # noqa: E731
+    ids = _ids(message["Message-ID"])
+    references, in_reply_to = _ids(message["References"]), _ids(message["In-Reply-To"])
+    sender_name, sender = email.utils.parseaddr(header("From") or "")
+    sender = sender.lower() if "@" in sender else None
+    try:
+        sent_at = email.utils.parsedate_to_datetime(message["Date"]).astimezone(UTC) if message["Date"] else None
+    except (TypeError, ValueError):
+        sent_at = None
+    payload = message.get_payload(decode=True) or b""
+    charset = message.get_content_charset() or "utf-8"
+    text = payload.decode(_codec_name(charset), "replace")
+    html = message.get_content_type() == "text/html"
+    if html:
+        text = BeautifulSoup(text, "html.parser").get_text("\n")
+    text = text.strip() or None
+    bulk = any(message[h] for h in ("List-Unsubscribe", "List-Id")) or (message["Precedence"] or "").lower() in (
+        "bulk", "list", "junk") or (message["Auto-Submitted"] or "no").lower() != "no"
+    source_id = key or (ids[0] if ids else "pst:" + hashlib.sha256(raw).hexdigest()[:32])
+    root = (references or in_reply_to or [None])[0]
+    is_owner = ctx.is_owner(sender) if sender else None
+    return {
+        "source_id": source_id,
+        "conversation_id": f"mid:{root or source_id}",
+        "conversation_title": header("Subject"),
+        "sent_at": sent_at,
+        "sender": sender,
+        "sender_name": sender_name or None,
+        "is_owner": is_owner,
+        "kind": "automated" if bulk and not is_owner else "text" if text else "attachment",
+        "text": text,
+        "reply_to": in_reply_to[-1] if in_reply_to else None,
+        "metadata": {"message_id": ids[0] if ids else None, "in_reply_to": in_reply_to[-1] if in_reply_to else None,
+                     "references": len(references), "body": "html" if html else "plain", "charset": charset,
+                     "automated_by": "list or bulk mail headers" if bulk and not is_owner else None},
+    }
+
+
+def _codec_name(charset: str) -> str:
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return "utf-8"
 
 
 def _folders(root: Any, trail: str = "") -> Iterator[tuple[Any, str]]:
@@ -233,11 +289,9 @@ def _transport_headers(text: str | None) -> list[tuple[str, str]]:
     return [(name, str(value)) for name, value in parsed.items()]
 
 
-def _settle(row: dict, key: str | None, own: bool, folder_path: str, item: Any, props: dict, message_class: str) -> None:
-    """What only the PST knows: the folder, the owner by folder, the key and thread without headers."""
-    metadata = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else row["metadata"]
-    if key:
-        row["source_id"] = key
+def _settle(row: dict, own: bool, folder_path: str, item: Any, message_class: str) -> None:
+    """What only the PST knows: the folder, the owner by folder, the thread without headers."""
+    metadata = row["metadata"]
     if own:
         row["is_owner"] = True
         if row["kind"] == "automated":
