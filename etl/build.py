@@ -18,6 +18,7 @@ byte-identical files: nothing here reads the clock or depends on row order it di
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -115,13 +116,13 @@ def message_stages(config: Config) -> list[Stage]:
     meta detection so a reply that was only a quote is caught as empty; secrets are
     redacted last, on exactly the text that can reach a dataset (prompts included).
     """
-    pii = config.build.redact_pii
+    pii, region = config.build.redact_pii, config.owner.phone_region
     return [
         Stage("normalise", _lazy(text.normalise_text), text.REASONS),
         # replies.REASONS name what a cut removed; the one drop is a reply left empty.
         Stage("strip", _lazy(replies.strip_replies), (replies.EMPTY_AFTER_STRIP,), records=replies.cut_records),
         Stage("meta", _lazy(text.drop_meta_messages), text.REASONS),
-        Stage("redact", _lazy(lambda lf: redact.redact_secrets(lf, pii=pii)), redact.REASONS),
+        Stage("redact", _lazy(lambda lf: redact.redact_secrets(lf, pii=pii, region=region)), redact.REASONS),
     ]
 
 
@@ -133,20 +134,28 @@ def _owner_and_contacts(messages: pl.DataFrame, config: Config) -> pl.DataFrame:
 def _label_speakers(kept: pl.DataFrame, config: Config, redactions: dict[str, int]):
     """Each message's speaker label (a name or a pseudonym, never a handle), redacted
     like the texts; and what the manifest says about it."""
-    b = config.build
-    kept, pseudonyms = labels.label_speakers(kept, mode=b.speaker_labels, region=config.owner.phone_region)
+    b, region = config.build, config.owner.phone_region
+    kept, pseudonyms = labels.label_speakers(kept, mode=b.label_mode, region=region)
+    names_replaced = 0
+    if b.redact_pii and b.label_mode == labels.PSEUDONYMS:
+        # Names inside texts become the same pseudonym the speaker label shows.
+        named = labels.name_pseudonyms(kept, pseudonyms, config.contacts.values(), config.owner.names, region)
+        kept, names_replaced = labels.replace_names(kept, named, config.owner.names)
+        if names_replaced:
+            redactions["name"] = redactions.get("name", 0) + names_replaced
     if b.redact_pii:
         authors = kept.select(pl.col("author").unique().drop_nulls().sort())
-        clean = redact.redact_secrets(authors.lazy(), pii=True, columns=("author",)).collect()
+        clean = redact.redact_secrets(authors.lazy(), pii=True, columns=("author",), region=region).collect()
         cleaned = dict(zip(authors["author"], clean["author"]))
         if any(k != v for k, v in cleaned.items()):
             kept = kept.with_columns(pl.col("author").replace(cleaned))
             for kind in clean["redactions"].explode().drop_nulls():
                 redactions[kind] = redactions.get(kind, 0) + 1
     privacy = {
-        "speaker_labels": b.speaker_labels,
+        "speaker_labels": b.label_mode,
         "redact_pii": b.redact_pii,
         "pseudonyms": len(pseudonyms),
+        "names_replaced": names_replaced,
         "contacts": len(config.contacts),
     }
     return kept, privacy
@@ -313,7 +322,7 @@ def load(con, config: Config, run_ids: list[str] | None, rejected_through: str |
     ).fetchall()
     rejected, through = _load_rejected(con, config, rejected_through)
     inputs = Inputs(
-        [{"run_id": r, "source": s, "source_version": v, "watermarks": json.loads(w or "{}")} for r, s, v, w in runs],
+        [{"run_id": r, "source": s, "source_version": v, "watermarks": _watermarks(w, config)} for r, s, v, w in runs],
         rejected,
         through,
     )
@@ -546,6 +555,16 @@ def nothing_to_write(manifest: dict[str, Any], owned: int) -> EtlError:
     return EtlError(f"{version}: no examples, nothing written: {funnel}; {hint}")
 
 
+def _watermarks(recorded: str | None, config: Config) -> dict[str, Any]:
+    """The ingest runs' watermarks. Streams are named by file path, and an export's
+    file name often names a person ("WhatsApp Chat with Lena.txt"): with PII redaction
+    a stream is recorded by the sha256 of its path."""
+    marks = json.loads(recorded or "{}")
+    if not config.build.redact_pii:
+        return marks
+    return {"sha256:" + hashlib.sha256(k.encode()).hexdigest()[:16]: v for k, v in marks.items()}
+
+
 def _check_version_name(version: str) -> None:
     if not version or version.startswith(".") or "/" in version or "\\" in version or version.strip() != version:
         raise EtlError(f"bad version name {version!r}: use a plain name such as v3")
@@ -594,7 +613,7 @@ def _render_files(examples: pl.DataFrame, rejected: dict[str, str], config: Conf
     formats = set(config.build.formats)
     system = config.build.system_text(config.owner)
     if config.build.redact_pii:
-        system = redact.redact_str(system, pii=True)[0]
+        system = redact.redact_str(system, pii=True, region=config.owner.phone_region)[0]
     names = {"system": "system", "user": "human", "assistant": "gpt"}
     files: dict[str, list[str]] = {}
     needed = ["example_id", "split", "context", "context_roles", "response", "regime", *TRAJECTORY_COLUMNS]

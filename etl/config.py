@@ -47,11 +47,16 @@ class BuildConfig:
     rejected_model: str | None = None  # which stored base-model answers feed DPO; None: any
     # How other people are labelled in group chats: "names" (a contact's or the
     # export's name, else a pseudonym) or "pseudonyms" (`Friend 1`, … for everyone).
-    speaker_labels: str = "names"
+    # Unset: names, but pseudonyms when redact_pii is on (a name is personal data too).
+    speaker_labels: str = ""
 
     def __post_init__(self) -> None:
-        if self.speaker_labels not in ("names", "pseudonyms"):
+        if self.speaker_labels not in ("", "names", "pseudonyms"):
             raise EtlError(f'speaker_labels must be "names" or "pseudonyms", not {self.speaker_labels!r}')
+
+    @property
+    def label_mode(self) -> str:
+        return self.speaker_labels or ("pseudonyms" if self.redact_pii else "names")
 
     def system_text(self, owner: Owner) -> str:
         return self.system_prompt.replace("{owner}", owner.display_name or "the owner")
@@ -208,12 +213,13 @@ split_train = 0.9             # splits by hashing the conversation id: no conver
 split_valid = 0.05
 split_test = 0.05
 split_seed = "etl"
-redact_pii = false            # also replace email addresses and phone numbers
+redact_pii = false            # also replace email addresses, phone numbers, IBANs, IP addresses and names
 trajectory_tags = false       # put the trajectory tag into the system prompt
 formats = ["chatml", "dpo"]   # add "sharegpt" for Unsloth / LLaMA-Factory
 sources = []                  # only these sources; empty means all
 # rejected_model = "mlx-community/Qwen2.5-7B-Instruct-4bit"  # whose answers become DPO `rejected`
-speaker_labels = "names"      # group-chat labels: "names" (a pseudonym where none), or "pseudonyms"
+# speaker_labels = "names"    # group-chat labels: "names" (a pseudonym where none) or "pseudonyms";
+                              # unset: names, or pseudonyms when redact_pii is on
 
 # Names for handles, for every source: a number or address here is labelled by
 # the name instead of a pseudonym.

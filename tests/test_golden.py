@@ -36,7 +36,11 @@ def _stable_manifest(manifest: dict) -> dict:
     for run in manifest["inputs"]["ingest_runs"]:
         run["run_id"] = "<run>"
         # Streams are named by absolute path, which depends on where the checkout lives.
-        run["watermarks"] = {Path(stream).name: value for stream, value in run["watermarks"].items()}
+        # With PII redaction they are recorded by the path's hash instead.
+        run["watermarks"] = {
+            "<hashed stream>" if stream.startswith("sha256:") else Path(stream).name: value
+            for stream, value in run["watermarks"].items()
+        }
     manifest.pop("etl_version")
     return manifest
 

@@ -187,3 +187,40 @@ def test_contacts_must_map_handles_to_names(tmp_path):
 
     with pytest.raises(EtlError, match=r"\[contacts\] maps a handle to a name"):
         load_config(tmp_path / "corpus.toml")
+
+
+def test_names_inside_texts_become_the_same_pseudonym():
+    from etl.transforms.labels import replace_names
+
+    frame = pl.DataFrame({
+        "text": ["Lena Fischer says LENA FISCHER is late; ask Lena or Fischer", "will Will come?", "小明来了吗", "Sam and Kai"],
+        "redactions": [[], [], ["email"], []],
+    })
+    names = {"Lena Fischer": "Friend 1", "Will": "Friend 2", "小明": "Friend 3", "Kai Sam": "Friend 4"}
+    out, n = replace_names(frame, names, owner_names=["Sam Rivera"])
+    assert out["text"].to_list() == [
+        "Friend 1 says Friend 1 is late; ask Friend 1 or Friend 1",
+        "will Friend 2 come?",  # a name that is also a word is replaced only as a name
+        "小明来了吗",  # no word boundary inside CJK text: left (a known limit)
+        "Sam and Friend 4",  # the owner's own name stays
+    ]
+    assert n == 6 and out["redactions"].to_list()[0] == ["name"] * 4 and out["redactions"][2].to_list() == ["email"]
+
+
+def test_redact_pii_alone_labels_with_pseudonyms_and_replaces_names(tmp_path):
+    (tmp_path / "corpus.toml").write_text('[owner]\nnames = ["Sam"]\n\n[contacts]\n"+14155550167" = "Lena Fischer"\n')
+    config = load_config(tmp_path / "corpus.toml").with_build(redact_pii=True)
+    rows = [
+        *GROUP,
+        message("g4", "Lena Fischer, call me at +44 20 7946 0958", owner=False, conversation="g", minutes=3,
+                sender="lena@example.com"),
+        message("g5", "sure thing, will ring you tonight", owner=True, conversation="g", minutes=4),
+    ]
+    land(tmp_path / "w.duckdb", rows)
+    built = build_version(tmp_path / "w.duckdb", tmp_path / "d", "v1", config)
+    text = "\n".join(_prompts(built.path))
+    assert "Friend 1: who's in for Yosemite?" in text
+    assert "Friend 2: Friend 1, call me at [PII:phone]" in text
+    assert "Lena" not in text and "7946" not in text
+    assert built.manifest["privacy"]["speaker_labels"] == "pseudonyms"
+    assert built.manifest["redactions"]["name"] == 1 and built.manifest["redactions"]["phone"] == 1

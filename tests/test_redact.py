@@ -94,7 +94,10 @@ LOOK_ALIKES = [
     "deployed at 2024-01-15T10:30:00Z",
     "2024-01-15 10:30:00",
     "version v1.2.3 and build 10.0.19041.1234",
-    "ip 192.168.100.200",
+    "a version 1.2.3.4.5 is no address",
+    "std::vector<int> and a::b",
+    "order #4155550134 ships at 10:30:00",
+    "IBAN-like DE00 0000 0000 0000 0000 00 fails its check",
     "secret: tomorrow",
     "the bearer of bad news",
     "risk-assessment-for-the-new-project-plan",
@@ -117,7 +120,33 @@ PII_PLANTED = [
     ("phone", "uk {}", "020 7946 0958"),
     ("phone", "fr {}", "06 12 34 56 78"),
     ("phone", "de {}", "0049 30 12345678"),
+    ("iban", "pay to {} by Friday", "DE89 3704 0044 0532 0130 00"),
+    ("iban", "{}", "GB82WEST12345698765432"),
+    ("ip_address", "ip {}", "192.168.100.200"),
+    ("ip_address", "server at {} is down", "2001:db8::8a2e:370:7334"),
 ]
+
+# National forms are read as written in the owner's country.
+REGIONAL = [
+    ("DE", "Handy {} ab 18 Uhr", "0151 23456789"),
+    ("IN", "call {}", "98765 43210"),
+    ("JP", "電話 {} まで", "090-1234-5678"),
+    ("BR", "me liga {}", "(11) 91234-5678"),
+    ("AU", "mob {}", "0412 345 678"),
+    ("US", "text {}", "415 555 0134"),
+    ("US", "from abroad {}", "0049 30 12345678"),
+]
+
+
+@pytest.mark.parametrize(("region", "template", "value"), REGIONAL)
+def test_phone_numbers_in_the_owners_national_format(region, template, value):
+    out, found = redact_str(template.format(value), pii=True, region=region)
+    assert out == template.format("[PII:phone]") and found == ["phone"]
+
+
+def test_a_national_number_of_another_country_is_read_in_the_owners():
+    # 98765 43210 is an Indian mobile; read as German it is no number.
+    assert redact_str("98765 43210", pii=True, region="DE") == ("98765 43210", [])
 
 
 @pytest.mark.parametrize(("kind", "template", "secret"), PLANTED, ids=[f"{k}-{i}" for i, (k, *_) in enumerate(PLANTED)])

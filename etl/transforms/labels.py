@@ -160,3 +160,106 @@ def contact_names(messages: pl.DataFrame, contacts: Iterable[str] = ()) -> list[
     found = {n.strip() for n in others["sender_name"].drop_nulls().to_list() if not looks_like_handle(n)}
     found |= {n.strip() for n in contacts if n and n.strip()}
     return sorted(n for n in found if n)
+
+
+def name_pseudonyms(
+    messages: pl.DataFrame,
+    pseudonyms: Mapping[str, str],
+    contacts: Iterable[str] = (),
+    owner_names: Iterable[str] = (),
+    region: str | None = None,
+) -> dict[str, str]:
+    """Each other person's name (as written) to their pseudonym, for replacing names
+    inside texts. A contact who never speaks in the version gets the next numbers,
+    in name order. The owner's own names are never replaced."""
+    given = dict(pseudonyms)
+    out: dict[str, str] = {}
+    others = messages.filter(pl.col("is_owner").fill_null(False).not_())
+    for sender, name in others.select("sender", "sender_name").unique().sort(["sender", "sender_name"]).iter_rows():
+        key = person_key(sender, name, region)
+        if name and not looks_like_handle(name) and key in given:
+            out[name.strip()] = given[key]
+    for name in sorted({n.strip() for n in contacts if n and n.strip()} - set(out)):
+        key = person_key(None, name, region)
+        if key not in given:
+            given[key] = PSEUDONYM.format(n=len(given) + 1)
+        out[name] = given[key]
+    mine = {n.strip().casefold() for n in owner_names if n}
+    return {n: p for n, p in out.items() if n.casefold() not in mine}
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def _name_words(name: str) -> list[str]:
+    """The parts of a name worth replacing alone: three letters or more ("Jo" is too
+    common a syllable), or two in a script without spaces between words (小明)."""
+    return [w for w in _LETTERS.findall(name) if len(w) >= 3 or (len(w) == 2 and not w.isascii())]
+
+
+def _name_regex(names: Mapping[str, str], owner_names: Iterable[str]) -> tuple[re.Pattern[str] | None, dict[str, str]]:
+    """One alternation: full names in any case; a single part of a name ("Lena" of
+    "Lena Fischer") only capitalised or in capitals, so "will" stays while "Will" goes,
+    and only when it belongs to one person (an ambiguous part gets a typed placeholder)."""
+    mine = {w.casefold() for n in owner_names for w in _name_words(n or "")}
+    target: dict[str, str] = {}
+    parts: dict[str, set[str]] = {}
+    full = []
+    for name, pseudonym in names.items():
+        words = _name_words(name)
+        if len(name.split()) > 1:
+            full.append(name)
+            target[name.casefold()] = pseudonym
+        for word in words:
+            if word.casefold() not in mine:
+                parts.setdefault(word[:1].upper() + word[1:], set()).add(pseudonym)
+    part_target = {w: (next(iter(p)) if len(p) == 1 else "[PII:name]") for w, p in parts.items()}
+    for word, pseudonym in part_target.items():
+        target[word] = pseudonym
+        target[word.upper()] = pseudonym
+    if not target:
+        return None, {}
+    full.sort(key=lambda n: (-len(n), n))
+    words = sorted({w for p in part_target for w in (p, p.upper())}, key=lambda w: (-len(w), w))
+    alternatives = [f"(?i:{re.escape(n)})" for n in full] + [re.escape(w) for w in words]
+    return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)"), target
+
+
+def replace_names(
+    frame: pl.DataFrame, names: Mapping[str, str], owner_names: Iterable[str] = (), column: str = "text"
+) -> tuple[pl.DataFrame, int]:
+    """Replace other people's names inside `column` by their pseudonyms, and add a
+    "name" entry to `redactions` per replacement. Returns the frame and the count."""
+    regex, target = _name_regex(names, owner_names)
+    if regex is None or frame.height == 0:
+        return frame, 0
+    needles = sorted({k.casefold() for k in target})
+    hinted = frame[column].str.contains_any(needles, ascii_case_insensitive=True).fill_null(False)
+    positions = hinted.arg_true()
+    if not len(positions):
+        return frame, 0
+
+    def swap(m: re.Match[str]) -> str:
+        found = m.group(0)
+        return target.get(found) or target.get(found.casefold()) or target[found.upper()]
+
+    texts, lists, total = [], [], 0
+    previous = frame["redactions"].gather(positions).to_list() if "redactions" in frame.columns else None
+    for i, text in enumerate(frame[column].gather(positions).to_list()):
+        new, n = regex.subn(swap, text)
+        texts.append(new)
+        total += n
+        if previous is not None:
+            lists.append((previous[i] or []) + ["name"] * n)
+    # Lists cannot be scattered in place: the changed rows are put back by row index.
+    changed = {column: pl.Series(texts, dtype=pl.String)}
+    if previous is not None:
+        changed["redactions"] = pl.Series(lists, dtype=pl.List(pl.String))
+    patch = pl.DataFrame({"_row": positions.cast(pl.UInt32), **changed})
+    out = (
+        frame.with_row_index("_row")
+        .join(patch, on="_row", how="left", suffix="_new", maintain_order="left")
+        .with_columns([pl.coalesce(f"{c}_new", c).alias(c) for c in changed])
+        .drop("_row", *[f"{c}_new" for c in changed])
+    )
+    return out, total

@@ -15,11 +15,14 @@ passes only on the rows the union matches; results are put back in place.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
+import phonenumbers
 import polars as pl
+from stdnum import iban as stdnum_iban
 
 from etl.transforms.text import KEEP, merge_rows, rewrite_flagged_rows
 
@@ -224,23 +227,115 @@ SECRET_PATTERNS: tuple[SecretPattern, ...] = (
     SecretPattern("credit_card", rf"{_B}[0-9](?:[ -]?[0-9]){{12,}}{_B}", rewrite=redact_card_numbers),
 )
 
-PII_PATTERNS: tuple[SecretPattern, ...] = (
-    SecretPattern(
-        "email", rf"{_B}[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{{2,}}{_B}", kind="PII"
-    ),
-    SecretPattern(
-        "phone",
-        # +44 20 7946 0958, 0044…, (415) 555-0134, 415-555-0134, 020 7946 0958, 06 12 34 56 78;
-        # the verifier wants 9 to 15 digits, so dates and short numbers stay.
-        rf"(?:\+|{_B}00)[1-9][0-9]{{0,2}}[ .\-]?(?:\([0-9]{{1,4}}\)[ .\-]?)?"
-        rf"[0-9]{{1,4}}(?:[ .\-]?[0-9]{{1,4}}){{1,5}}{_B}"
-        rf"|\([0-9]{{2,4}}\)[ .\-]?[0-9]{{3,4}}[ .\-]?[0-9]{{3,4}}{_B}"
-        rf"|{_B}0[0-9]{{1,4}}[ .\-][0-9]{{2,8}}(?:[ .\-][0-9]{{2,4}}){{0,3}}{_B}"
-        rf"|{_B}[0-9]{{3}}[.\-][0-9]{{3}}[.\-][0-9]{{4}}{_B}",
-        verify=is_phone_number,
-        kind="PII",
-    ),
+def is_ip_address(candidate: str) -> bool:
+    """An IPv4 address of exactly four parts (a longer dotted version is not one), or an
+    IPv6 address with at least three groups or a digit-bearing first group ("std::map"
+    and "a::b" are code)."""
+    if "." in candidate and ":" not in candidate:
+        parts = candidate.split(".")
+        return len(parts) == 4 and _valid_ip(candidate)
+    groups = [g for g in candidate.split(":") if g]
+    if len(groups) < 3 and not (groups and len(groups[0]) >= 3 and any(c.isdigit() for c in groups[0])):
+        return False
+    return _valid_ip(candidate)
+
+
+def _valid_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def redact_ibans(candidate: str, placeholder: str) -> str:
+    """An IBAN as written, in groups of four or in one piece: the longest run of whole
+    groups from the start that passes the country length and mod-97 checks."""
+    tokens = candidate.split(" ")
+    for end in range(len(tokens), 0, -1):
+        if stdnum_iban.is_valid("".join(tokens[:end]).upper()):
+            return " ".join([placeholder, *tokens[end:]])
+    return candidate
+
+
+# Where a phone number may be: a run of digits and the separators people write in
+# numbers, from a word boundary, a '+' or a '('. A leading '#' is taken along so that
+# "order #4155550134" can be told apart (a number after '#' is a reference, not a phone).
+_PHONE_CANDIDATE = rf"#?(?:\+|\(|{_B})[0-9](?:[ .\-/]{{0,2}}\(?[0-9]\)?){{5,20}}{_B}"
+_PHONE_FALLBACK = re.compile(
+    r"(?:\+|\b00)[1-9][0-9]{0,2}[ .\-]?(?:\([0-9]{1,4}\)[ .\-]?)?"
+    r"[0-9]{1,4}(?:[ .\-]?[0-9]{1,4}){1,5}\b"
+    r"|\([0-9]{2,4}\)[ .\-]?[0-9]{3,4}[ .\-]?[0-9]{3,4}\b"
+    r"|\b0[0-9]{1,4}[ .\-][0-9]{2,8}(?:[ .\-][0-9]{2,4}){0,3}\b"
+    r"|\b[0-9]{3}[.\-][0-9]{3}[.\-][0-9]{4}\b",
+    re.ASCII,
 )
+
+
+# "2024-01-15 10" is a date and an hour to a reader, even where its digits dial.
+_DATE = re.compile(r"(?:19|20)[0-9]{2}[-/.][01]?[0-9][-/.][0-3]?[0-9]|[0-3]?[0-9][-/.][01]?[0-9][-/.](?:19|20)[0-9]{2}")
+
+
+@functools.cache
+def phone_rewriter(region: str | None) -> Callable[[str, str], str]:
+    """Replace the phone numbers `phonenumbers` finds in a candidate, read as the owner
+    writes them (`region`, e.g. "DE": "0151 23456789" is a German mobile); "+" and "00"
+    international forms are found in any region. Without a region, national forms fall
+    back to the shapes most countries use, checked for 9 to 15 digits."""
+    matcher_region = (region or "ZZ").upper()
+
+    def rewrite(candidate: str, placeholder: str) -> str:
+        if candidate.startswith("#"):
+            return candidate
+        # "0049 30 …" is "+49 30 …" to a reader in any country; same length keeps the spans.
+        probe = re.sub(r"(?<![0-9])00(?=[1-9])", " +", candidate)
+        spans = [
+            (m.start - 1 if candidate[m.start - 1 : m.start + 1] == "00" else m.start, m.end)
+            for m in phonenumbers.PhoneNumberMatcher(probe, matcher_region)
+            if not _DATE.search(m.raw_string)
+        ]
+        if region is None:
+            taken = [(m.start(), m.end()) for m in _PHONE_FALLBACK.finditer(candidate) if is_phone_number(m.group(0))]
+            spans += [t for t in taken if not any(a < t[1] and t[0] < b for a, b in spans)]
+        if not spans:
+            return candidate
+        out, last = [], 0
+        for start, end in sorted(spans):
+            if start < last:
+                continue
+            out += [candidate[last:start], placeholder]
+            last = end
+        return "".join(out) + candidate[last:]
+
+    return rewrite
+
+
+def _pii_patterns(region: str | None) -> tuple[SecretPattern, ...]:
+    return (
+        SecretPattern(
+            "email", rf"{_B}[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{{2,}}{_B}", kind="PII"
+        ),
+        SecretPattern(
+            "iban", rf"{_B}(?i:[A-Z]{{2}}[0-9]{{2}}(?: ?[A-Z0-9]){{11,32}}){_B}", rewrite=redact_ibans, kind="PII"
+        ),
+        SecretPattern(
+            "ip_address",
+            rf"{_B}[0-9]{{1,3}}(?:\.[0-9]{{1,3}}){{3}}(?:\.[0-9]+)*{_B}"
+            rf"|{_B}(?i:[0-9a-f]{{1,4}}(?::{{1,2}}[0-9a-f]{{1,4}}){{1,7}}){_B}",
+            verify=is_ip_address,
+            kind="PII",
+        ),
+        SecretPattern("phone", _PHONE_CANDIDATE, rewrite=phone_rewriter(region), kind="PII"),
+    )
+
+
+@functools.cache
+def pii_patterns(region: str | None = None) -> tuple[SecretPattern, ...]:
+    """The personal-data types, phone numbers read for `region` (ISO 3166, e.g. "US")."""
+    return _pii_patterns(region.upper() if region else None)
+
+
+PII_PATTERNS = pii_patterns(None)
 
 
 # A cheap necessary condition for any pattern: provider prefixes (case-sensitive, as in
@@ -252,12 +347,12 @@ _HINT = (
     r"|A[BCGIKNPRS][A-Z]A|AIza|ya29\.|GOCSPX-|hf_|npm_|pypi-|SG\.|SK[0-9a-fA-F]|key-|-us[0-9]|_v1_|shp|sq0"
     r"|dapi|:AA|[MNO][A-Za-z0-9_-]{23,25}\.|://"
     r"|(?i:bearer|basic|pass|pwd|secret|token|key)"
-    r"|[0-9][ .\-]?[0-9][ .\-]?[0-9][ .\-]?[0-9]|[+(][0-9]|@"
+    r"|[0-9][ .\-]?[0-9][ .\-]?[0-9][ .\-]?[0-9]|[+(][0-9]|@|::|[0-9a-fA-F]:[0-9a-fA-F]"
 )
 
 
-def _patterns(pii: bool) -> tuple[SecretPattern, ...]:
-    return SECRET_PATTERNS + (PII_PATTERNS if pii else ())
+def _patterns(pii: bool, region: str | None = None) -> tuple[SecretPattern, ...]:
+    return SECRET_PATTERNS + (pii_patterns(region) if pii else ())
 
 
 @functools.cache
@@ -324,10 +419,10 @@ def _redact_column(
     return lf, counts
 
 
-def _redact_rows(rows: pl.DataFrame, columns: tuple[str, ...], pii: bool) -> pl.DataFrame:
+def _redact_rows(rows: pl.DataFrame, columns: tuple[str, ...], pii: bool, region: str | None = None) -> pl.DataFrame:
     """The hinted rows: the full union finds the ones with a candidate, and only those
     go through the per-pattern passes."""
-    patterns = _patterns(pii)
+    patterns = _patterns(pii, region)
     union = _union(patterns)
     empty = pl.lit([], dtype=pl.List(pl.String))
     has_previous = REDACTIONS in rows.columns
@@ -370,10 +465,11 @@ def _redact_rows(rows: pl.DataFrame, columns: tuple[str, ...], pii: bool) -> pl.
 
 
 def redact_secrets(
-    lf: pl.LazyFrame, *, pii: bool = False, columns: Iterable[str] = ("text",)
+    lf: pl.LazyFrame, *, pii: bool = False, columns: Iterable[str] = ("text",), region: str | None = None
 ) -> pl.LazyFrame:
     """Replace secrets in the string `columns` with `[SECRET:<type>]` (and, with
-    `pii=True`, email addresses and phone numbers with `[PII:<type>]`).
+    `pii=True`, email addresses, phone numbers as written in `region` or with a
+    country code, IBANs and IP addresses with `[PII:<type>]`).
 
     Adds (or extends) `redactions`: List(String), one entry per replacement, the type
     name. Idempotent: a second run changes no text and adds no entries.
@@ -388,7 +484,7 @@ def redact_secrets(
         lf,
         flag=pl.any_horizontal([pl.col(c).str.contains(_HINT).fill_null(False) for c in columns]),
         inputs=[*columns, *([REDACTIONS] if has_previous else [])],
-        process=lambda rows: _redact_rows(rows, columns, pii),
+        process=lambda rows: _redact_rows(rows, columns, pii, region),
         outputs={
             **{c: (pl.String, KEEP) for c in columns},
             REDACTIONS: (pl.List(pl.String), KEEP if has_previous else []),
@@ -396,8 +492,8 @@ def redact_secrets(
     )
 
 
-def redact_str(s: str, pii: bool = False) -> tuple[str, list[str]]:
+def redact_str(s: str, pii: bool = False, region: str | None = None) -> tuple[str, list[str]]:
     """`redact_secrets` on one string: the redacted text and the types replaced."""
     frame = pl.DataFrame({"text": [s]}, schema={"text": pl.String})
-    row = redact_secrets(frame.lazy(), pii=pii).collect().row(0, named=True)
+    row = redact_secrets(frame.lazy(), pii=pii, region=region).collect().row(0, named=True)
     return row["text"], row[REDACTIONS]
