@@ -20,11 +20,13 @@ alone, and the others land.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
 import threading
 import zipfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +46,35 @@ from etl.sources.archive import InputFile, input_files
 BATCH_ROWS = 20_000
 UTF8_BOM = b"\xef\xbb\xbf"
 RAW_COLUMNS = [name for name in RAW_MESSAGES.column_names if name != "ingest_run_id"]
+
+
+# What reading one odd record can raise (a list where a name was, a time out of range,
+# nesting too deep, a broken plist): that record is quarantined, the rest lands.
+RECORD_ERRORS = (ValueError, TypeError, OverflowError, KeyError, IndexError, AttributeError, RecursionError)
+# What reading one damaged zip member can raise (bad CRC, encrypted, header mismatch).
+MEMBER_ERRORS = (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError, zlib.error)
+
+
+def reason_of(error: BaseException) -> str:
+    """A record error as a quarantine reason."""
+    text = str(error)[:200]
+    return f"unreadable record ({type(error).__name__}: {text})" if text else f"unreadable record ({type(error).__name__})"
+
+
+def record_rows(rows_of: Callable[[], Iterable[Any]], where: str, record: Any, quarantined: list) -> list[Any]:
+    """The rows `rows_of()` reads from one record, checked against the raw schema; a
+    record it cannot read (one of RECORD_ERRORS, or a row the schema cannot hold) is
+    added to `quarantined` at `where`, and no row of it is kept."""
+    try:
+        rows = [checked_row(row) for row in rows_of()]
+    except RECORD_ERRORS as error:
+        quarantined.append(Quarantined(where, reason_of(error), payload(record)))
+        return []
+    bad = next((row for row in rows if isinstance(row, Quarantined)), None)
+    if bad is not None:
+        quarantined.append(Quarantined(where, bad.reason, payload(record)))
+        return []
+    return rows
 
 
 class Skip(Exception):  # noqa: N818 (read as a verb: `raise Skip("no id")`)
@@ -276,11 +307,16 @@ class SourceContext:
         source_id: Callable[[Any], str | None] = lambda unit: None,
     ) -> Iterator[Any]:
         """What `read(unit)` yields for each unit, all of a unit or none of it: a unit
-        whose reading raises `Skip` becomes one quarantined row at `where(index, unit)`,
-        and the next unit is read."""
+        whose reading raises `Skip` (or one of RECORD_ERRORS) becomes one quarantined row
+        at `where(index, unit)`, and the next unit is read. `read` may return one row."""
         for index, unit in enumerate(units):
             try:
-                got = list(read(unit))
+                got = read(unit)
+                got = [got] if isinstance(got, dict | Quarantined) else list(got or ())
+            except SourceError:
+                raise
+            except RECORD_ERRORS as error:
+                got = [Quarantined(where(index, unit), reason_of(error), _safe_payload(payload, unit), None)]
             except Skip as skip:
                 got = [Quarantined(where(index, unit), skip.reason,
                                    skip.payload if skip.payload is not None else payload(unit),
@@ -442,7 +478,7 @@ def load_json(file: InputFile, expected: str, transform: Callable[[bytes], bytes
     """See `SourceContext.load_json`."""
     try:
         data = file.read_bytes()
-    except (OSError, zipfile.BadZipFile) as error:
+    except MEMBER_ERRORS as error:
         raise SourceError(f"{file.location}: cannot be read ({error}); expected {expected}") from None
     data = data.removeprefix(UTF8_BOM)
     if transform is not None:
@@ -453,8 +489,23 @@ def load_json(file: InputFile, expected: str, transform: Callable[[bytes], bytes
         if not data.strip() or _ends_early(error, data):
             reason = f"truncated JSON ({error}): the file looks truncated or damaged (download or unzip it again)"
         else:
+            lenient = _lenient_json(data)
+            if lenient is not _INVALID:
+                return lenient
             reason = f"not valid JSON ({error})"
         raise SourceError(f"{file.location}: {reason}; expected {expected}") from None
+
+
+_INVALID = object()
+
+
+def _lenient_json(data: bytes) -> Any:
+    """What orjson refuses but one record may hold (a number such as 1e999, nesting past
+    1024 levels): the standard parser reads it, so that record alone is quarantined."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return _INVALID
 
 
 def _ends_early(error: orjson.JSONDecodeError, data: bytes) -> bool:
@@ -466,8 +517,51 @@ def payload(value: Any) -> str:
     """A raw export object as kept in the quarantine table."""
     try:
         return canonical_json(value)
-    except TypeError:
-        return repr(value)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            return repr(value)[:100_000]
+        except RecursionError:
+            return "(nested too deeply to keep)"
+
+
+def _safe_payload(make: Callable[[Any], str | None], unit: Any) -> str | None:
+    try:
+        return make(unit)
+    except RECORD_ERRORS:
+        return None
+
+
+def checked_row(row: dict[str, Any]) -> dict[str, Any] | Quarantined:
+    """The row with its metadata serialised, or a Quarantined naming it when a field
+    holds what the raw schema cannot (a list as a name, a number as a text, a time out
+    of range, metadata that is not JSON): one odd record never fails its batch."""
+    for name, kind in _ROW_TYPES.items():
+        value = row.get(name)
+        if value is not None and not isinstance(value, kind):
+            return _row_quarantined(row, f"{name} is a {type(value).__name__}, not a {kind.__name__}")
+    sent_at = row.get("sent_at")
+    if sent_at is not None and not isinstance(sent_at, datetime):
+        return _row_quarantined(row, f"sent_at is a {type(sent_at).__name__}, not a time")
+    if isinstance(row.get("metadata"), dict):
+        try:
+            row["metadata"] = metadata_json(row["metadata"])
+        except (*RECORD_ERRORS, orjson.JSONEncodeError) as error:
+            return _row_quarantined(row, f"metadata is not JSON ({type(error).__name__}: {str(error)[:120]})")
+    elif row.get("metadata") is not None and not isinstance(row["metadata"], str):
+        return _row_quarantined(row, f"metadata is a {type(row['metadata']).__name__}, not an object")
+    return row
+
+
+_ROW_TYPES: dict[str, Any] = {
+    **{name: str for name in ("source_id", "account", "conversation_id", "conversation_title", "sender",
+                               "sender_name", "kind", "text", "reply_to")},  # fmt: skip
+    "is_owner": bool,
+}
+
+
+def _row_quarantined(row: dict[str, Any], reason: str) -> Quarantined:
+    where = f"conversation {row.get('conversation_id')!s:.80} message {row.get('source_id')!s:.80}"
+    return Quarantined(where, reason, payload({k: v for k, v in row.items() if k != "source"}), None)
 
 
 def metadata_json(metadata: dict[str, Any]) -> str:
@@ -478,12 +572,15 @@ def metadata_json(metadata: dict[str, Any]) -> str:
 
 def to_batch(rows: list[dict[str, Any]], quarantined: list[Quarantined] | None = None, **extra: Any) -> Batch:
     """Rows (dicts in the raw schema, `metadata` a dict) as a Batch."""
-    for row in rows:
-        if isinstance(row.get("metadata"), dict):
-            row["metadata"] = metadata_json(row["metadata"])
+    quarantined = list(quarantined or [])
+    checked = [checked_row(row) for row in rows]
+    if any(isinstance(row, Quarantined) for row in checked):
+        quarantined += [row for row in checked if isinstance(row, Quarantined)]
+        checked = [row for row in checked if not isinstance(row, Quarantined)]
+    rows = checked
     # Column lists build the frame several times faster than a list of row dicts.
     columns = {name: [row.get(name) for row in rows] for name in RAW_COLUMNS}
-    return Batch(rows=raw_frame(columns), quarantined=list(quarantined or []), **extra)
+    return Batch(rows=raw_frame(columns), quarantined=quarantined, **extra)
 
 
 def read_ahead_of(batches: Iterator[Batch], depth: int = 1) -> Iterator[Batch]:
@@ -545,10 +642,13 @@ def _batches(declared: Source, read: Callable, ctx: SourceContext) -> Iterator[B
             yield to_batch(rows, quarantined)
             rows, quarantined = [], []
 
+    def add(row: dict[str, Any]) -> None:  # checked in to_batch
+        row["source"] = declared.name
+        rows.append(row)
+
     for item in read(ctx):
         if isinstance(item, dict):
-            item["source"] = declared.name
-            rows.append(item)
+            add(item)
         elif isinstance(item, Quarantined):
             quarantined.append(item)
         elif isinstance(item, Batch):
@@ -559,8 +659,7 @@ def _batches(declared: Source, read: Callable, ctx: SourceContext) -> Iterator[B
             continue
         elif isinstance(item, tuple):  # (rows, quarantined) of one unit
             for row in item[0]:
-                row["source"] = declared.name
-            rows.extend(item[0])
+                add(row)
             quarantined.extend(item[1])
         else:
             raise TypeError(f"{declared.name} yielded a {type(item).__name__}; expected a row, Quarantined or Batch")

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from etl.sources.archive import InputFile
-from etl.sources.base import Quarantined, SourceContext, SourceError, payload, source
+from etl.sources.base import Quarantined, SourceContext, SourceError, payload, record_rows, source
 from etl.sources.chat_common import utc_from_iso
 
 MESSAGE_TYPES = {"Default", "Reply", "20", "23", "ChatInputCommand", "ContextMenuCommand"}
@@ -110,7 +110,10 @@ def _channel_rows(file: InputFile, data: dict, owner) -> tuple[list[dict], list[
         if sent_at is None:
             quarantined.append(Quarantined(where, "no readable timestamp", payload(message), str(message["id"])))
             continue
-        for row in _message_rows(message, sent_at, context, owner):
+        def rows_of(message=message, sent_at=sent_at):
+            return _message_rows(message, sent_at, context, owner)
+
+        for row in record_rows(rows_of, where, message, quarantined):
             rows.setdefault(row["source_id"], row)
     return list(rows.values()), quarantined
 

@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 from etl.sources.archive import InputFile
-from etl.sources.base import Quarantined, SourceContext, SourceError, load_json, payload, source
+from etl.sources.base import RECORD_ERRORS, Quarantined, SourceContext, SourceError, checked_row, load_json, payload, reason_of, source
 from etl.sources.chat_common import RepeatCounter, hashed_id
 
 WHAT = "a Google Takeout export of Google Chat (Google Chat/Groups/<group>/messages.json, a folder or the .zip)"
@@ -186,76 +186,84 @@ def _group_rows(
     quarantined: list[Quarantined] = []
     zoneless = 0
     ids = RepeatCounter()
-    known_ids = {m.get("message_id") for m in messages if isinstance(m, dict)}
+    known_ids = {m.get("message_id") for m in messages if isinstance(m, dict) and isinstance(m.get("message_id"), str)}
     latest_by_author_text: dict[tuple, str] = {}
     for index, message in enumerate(messages):
         where = f"{location} message {index}"
         if not isinstance(message, dict):
             quarantined.append(Quarantined(where, "not a JSON object", payload(message)))
             continue
+        kept = len(rows)
         try:
-            sent_at, named_zone = _sent_at(message.get("created_date"), assumed)
-        except DateError as error:
-            quarantined.append(Quarantined(where, str(error), payload(message), message.get("message_id")))
-            continue
-        zoneless += sent_at is not None and not named_zone
-        creator = message.get("creator") if isinstance(message.get("creator"), dict) else {}
-        email, name = creator.get("email"), creator.get("name")
-        text = message.get("text")
-        source_id = message.get("message_id") or ids(
-            hashed_id(group, message.get("created_date"), email, name, text)
-        )
-        reply_to = _thread_parent(source_id, message.get("topic_id"), known_ids)
-        quoted = message.get("quoted_message_metadata")
-        if isinstance(quoted, dict):
-            quoted_creator = quoted.get("creator") if isinstance(quoted.get("creator"), dict) else {}
-            reply_to = reply_to or latest_by_author_text.get((quoted_creator.get("email"), quoted.get("text")))
-        is_owner = owner(email, name)
-        row = {
-            **conversation,
-            "source_id": source_id,
-            "sent_at": sent_at,
-            "sender": email or name,
-            "sender_name": name,
-            "is_owner": is_owner,
-            "kind": _kind(message, creator, text),
-            "text": text,
-            "reply_to": reply_to,
-            "metadata": {
-                "topic_id": message.get("topic_id"),
-                "user_type": creator.get("user_type"),
-                "attached_files": message.get("attached_files"),
-                "annotations": message.get("annotations"),
-                "quoted": quoted,
-                "updated_date": message.get("updated_date"),
-                "message_state": message.get("message_state"),
-                "deleted_date": message.get("deleted_date"),
-                "created_date": message.get("created_date"),
-            },
-        }
-        rows.append(row)
-        if text:
-            latest_by_author_text[(email, text)] = source_id
-        rows.extend(_earlier_versions(message, row, assumed))
-        for reaction in message.get("reactions") or []:
-            if not isinstance(reaction, dict):
+            try:
+                sent_at, named_zone = _sent_at(message.get("created_date"), assumed)
+            except DateError as error:
+                quarantined.append(Quarantined(where, str(error), payload(message), message.get("message_id")))
                 continue
-            emoji = (reaction.get("emoji") or {}).get("unicode") or (reaction.get("emoji") or {}).get("custom_emoji", {}).get("name")
-            for reactor in reaction.get("reactor_emails") or []:
-                rows.append(
-                    {
-                        **conversation,
-                        "source_id": f"{source_id}:reaction:{emoji}:{reactor}",
-                        "sent_at": sent_at,
-                        "sender": reactor,
-                        "sender_name": names_by_email.get(reactor),
-                        "is_owner": owner(reactor, names_by_email.get(reactor)),
-                        "kind": "reaction",
-                        "text": emoji,
-                        "reply_to": source_id,
-                        "metadata": {"reaction": emoji},
-                    }
-                )
+            zoneless += sent_at is not None and not named_zone
+            creator = message.get("creator") if isinstance(message.get("creator"), dict) else {}
+            email, name = creator.get("email"), creator.get("name")
+            text = message.get("text")
+            source_id = message.get("message_id") or ids(
+                hashed_id(group, message.get("created_date"), email, name, text)
+            )
+            reply_to = _thread_parent(source_id, message.get("topic_id"), known_ids)
+            quoted = message.get("quoted_message_metadata")
+            if isinstance(quoted, dict):
+                quoted_creator = quoted.get("creator") if isinstance(quoted.get("creator"), dict) else {}
+                reply_to = reply_to or latest_by_author_text.get((quoted_creator.get("email"), quoted.get("text")))
+            is_owner = owner(email, name)
+            row = {
+                **conversation,
+                "source_id": source_id,
+                "sent_at": sent_at,
+                "sender": email or name,
+                "sender_name": name,
+                "is_owner": is_owner,
+                "kind": _kind(message, creator, text),
+                "text": text,
+                "reply_to": reply_to,
+                "metadata": {
+                    "topic_id": message.get("topic_id"),
+                    "user_type": creator.get("user_type"),
+                    "attached_files": message.get("attached_files"),
+                    "annotations": message.get("annotations"),
+                    "quoted": quoted,
+                    "updated_date": message.get("updated_date"),
+                    "message_state": message.get("message_state"),
+                    "deleted_date": message.get("deleted_date"),
+                    "created_date": message.get("created_date"),
+                },
+            }
+            rows.append(row)
+            if text:
+                latest_by_author_text[(email, text)] = source_id
+            rows.extend(_earlier_versions(message, row, assumed))
+            for reaction in message.get("reactions") or []:
+                if not isinstance(reaction, dict):
+                    continue
+                emoji = (reaction.get("emoji") or {}).get("unicode") or (reaction.get("emoji") or {}).get("custom_emoji", {}).get("name")
+                for reactor in reaction.get("reactor_emails") or []:
+                    rows.append(
+                        {
+                            **conversation,
+                            "source_id": f"{source_id}:reaction:{emoji}:{reactor}",
+                            "sent_at": sent_at,
+                            "sender": reactor,
+                            "sender_name": names_by_email.get(reactor),
+                            "is_owner": owner(reactor, names_by_email.get(reactor)),
+                            "kind": "reaction",
+                            "text": emoji,
+                            "reply_to": source_id,
+                            "metadata": {"reaction": emoji},
+                        }
+                    )
+            bad = next((q for q in map(checked_row, rows[kept:]) if isinstance(q, Quarantined)), None)
+            if bad is not None:
+                raise ValueError(bad.reason)
+        except RECORD_ERRORS as error:
+            del rows[kept:]
+            quarantined.append(Quarantined(where, reason_of(error), payload(message)))
     return rows, quarantined, zoneless
 
 

@@ -35,7 +35,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from etl.sources.archive import InputFile
-from etl.sources.base import Quarantined, SourceContext, SourceError, load_json, payload, source
+from etl.sources.base import Quarantined, SourceContext, SourceError, load_json, payload, record_rows, source
 from etl.sources.chat_common import RepeatCounter, hashed_id, utc_from_unix, utc_from_unix_ms
 
 WHAT = 'a "Download your information" JSON export (messages/inbox/<thread>/message_1.json, a folder or the .zip)'
@@ -199,6 +199,7 @@ def _conversation(
     for files in parts.values():
         header: dict[str, Any] = {}
         messages: list[tuple[str, int, Any]] = []
+        where: dict[int, str] = {}
         for file in sorted(files, key=_file_number):
             data = load_json(file, WHAT, repair_escaped_utf8)
             if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
@@ -223,6 +224,7 @@ def _conversation(
         }
         readable = []
         for location, index, message in messages:
+            where[id(message)] = f"{location} message {index}"
             if not isinstance(message, dict) or not isinstance(message.get("timestamp_ms"), int):
                 quarantined.append(
                     Quarantined(f"{location} message {index}", "no integer timestamp_ms", payload(message))
@@ -233,7 +235,10 @@ def _conversation(
         readable.sort(key=lambda m: m["timestamp_ms"])
         ids, reaction_ids = RepeatCounter(), RepeatCounter()
         for message in readable:
-            for row in _message_rows(message, thread, owner, ids, reaction_ids):
+            def rows_of(message=message):
+                return _message_rows(message, thread, owner, ids, reaction_ids)
+
+            for row in record_rows(rows_of, where[id(message)], message, quarantined):
                 rows.setdefault(row["source_id"], row)
     return list(rows.values()), quarantined, participants
 

@@ -34,7 +34,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from etl.sources.archive import InputFile
-from etl.sources.base import Quarantined, SourceContext, SourceError, load_json, payload, source
+from etl.sources.base import Quarantined, SourceContext, SourceError, load_json, payload, record_rows, source
 
 WHAT = "a Slack workspace export (users.json, channels.json and <channel>/<YYYY-MM-DD>.json; the .zip or its folder)"
 LISTS = ("users.json", "channels.json", "groups.json", "dms.json", "mpims.json")
@@ -215,7 +215,10 @@ class Workspace:
                     quarantined.append(Quarantined(where, "no readable ts", payload(message)))
                     continue
                 context = {"conversation_id": channel_id, "conversation_title": title, "channel_type": channel_type}
-                for row in self._message_rows(message, sent_at, context, owner):
+                def rows_of(message=message, sent_at=sent_at, context=context):
+                    return self._message_rows(message, sent_at, context, owner)
+
+                for row in record_rows(rows_of, where, message, quarantined):
                     rows.setdefault(row["source_id"], row)
         return list(rows.values()), quarantined
 
@@ -312,7 +315,10 @@ def _ts(value: Any) -> datetime | None:
     if not seconds.isdigit() or (fraction and not fraction.isdigit()):
         return None
     micro = int((fraction + "000000")[:6]) if fraction else 0
-    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=int(seconds), microseconds=micro)
+    try:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=int(seconds), microseconds=micro)
+    except OverflowError:  # past year 9999
+        return None
 
 
 def _file_summary(file: dict) -> dict:
